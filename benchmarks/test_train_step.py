@@ -1,0 +1,37 @@
+"""The timed steady-state scenario of one benchmark cell, as a pytest-benchmark test.
+
+The runner starts ``pytest benchmarks/test_train_step.py --benchmark-json=...`` in a fresh
+process per cell, with the cell in $FRAMEBENCH_CELL; run without it, the test is not collected.
+Each sample is K training steps on device-resident batches followed by one sync.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from harness.backends import Unavailable
+from harness.cell import CELL_ENV, CellRun
+from harness.spec import Cell
+
+CELLS = [Cell.from_json(os.environ[CELL_ENV])] if CELL_ENV in os.environ else []
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=[c.id for c in CELLS])
+def test_train_step(benchmark, cell: Cell) -> None:
+    run = CellRun.from_env()
+    try:
+        run.prepare()
+        k, rounds, warmup = run.calibrate()
+        benchmark.group = f"{cell.workload}-{cell.device}-b{cell.batch_size}"
+        benchmark.extra_info.update(steps_per_sample=k, cell=cell.id)
+        benchmark.pedantic(run.timed_sample, args=(k,), rounds=rounds, warmup_rounds=warmup,
+                           iterations=1)
+        run.finish(list(benchmark.stats.stats.data))
+    except Unavailable as exc:
+        run.crashed(exc)
+        pytest.skip(str(exc))
+    except BaseException as exc:
+        run.crashed(exc)
+        raise

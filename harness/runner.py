@@ -1,0 +1,177 @@
+"""Runs each benchmark cell in a fresh Python process with a timeout.
+
+A cell that raises, crashes or hangs is recorded as failed with the tail of its log and the run
+goes on; a framework missing from the interpreter that would run it is recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.backends import BACKENDS
+from harness.cell import CELL_ENV, OUT_ENV
+from harness.measure import clock
+from harness.spec import Cell
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_FILE = ROOT / "benchmarks" / "test_train_step.py"
+LOG_TAIL_CHARS = 3000
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    status: str                      # ok | failed | skipped | interrupted
+    reason: str | None = None
+    wall_s: float = 0.0
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+Command = Callable[[Cell, Path, str], list[str]]
+
+
+def cell_command(cell: Cell, out_dir: Path, python: str) -> list[str]:
+    """pytest on the steady-state benchmark, its pytest-benchmark JSON kept in the cell's folder."""
+    if not BENCH_FILE.exists():
+        raise FileNotFoundError(f"{BENCH_FILE} not found: run framebench from a source checkout "
+                                "(pip install -e .)")
+    return [python, "-m", "pytest", str(BENCH_FILE), "-q", "-s", "-p", "pytest_benchmark.plugin",
+            "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(ROOT),
+            f"--benchmark-json={out_dir / 'benchmark.json'}"]
+
+
+def cell_env(cell: Cell, out_dir: Path, scratch: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        CELL_ENV: cell.to_json(), OUT_ENV: str(out_dir),
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        # Cold compiles: a fresh Inductor cache per cell, JAX's persistent cache off.
+        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
+        "TRITON_CACHE_DIR": str(scratch / "triton"),
+        "JAX_ENABLE_COMPILATION_CACHE": "false",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    })
+    if cell.device == "cpu":
+        env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+    else:
+        # Allocate on demand so memory figures mean something and frameworks can coexist.
+        env.update(XLA_PYTHON_CLIENT_PREALLOCATE="false", TF_FORCE_GPU_ALLOW_GROWTH="true")
+    return env
+
+
+def framework_available(python: str, framework: str) -> bool:
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({framework!r}) is None)"
+    try:
+        return subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | None = None,
+              timeout_s: float = 900.0, command: Command = cell_command,
+              on_start: Callable[[Cell], None] | None = None,
+              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Run cells one after another. On Ctrl-C the running cell is stopped and marked interrupted,
+    and the outcomes so far are returned (the caller then writes what was measured)."""
+    pythons = pythons or {}
+    available: dict[str, bool] = {}
+    outcomes: list[Outcome] = []
+    for cell in cells:
+        python = pythons.get(cell.framework, sys.executable)
+        out_dir = run_dir / "cells" / cell.id
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "cell_spec.json").write_text(cell.to_json())
+        if on_start:
+            on_start(cell)
+        key = f"{python}:{cell.framework}"
+        if key not in available:
+            available[key] = framework_available(python, BACKENDS[cell.framework].import_name)
+        if not available[key]:
+            outcome = Outcome(cell, "skipped", f"{cell.framework} is not installed for {python}: "
+                              f"{BACKENDS[cell.framework].install_hint}")
+        else:
+            outcome = _run_one(cell, out_dir, python, timeout_s, command)
+        (out_dir / "outcome.json").write_text(json.dumps(
+            {"status": outcome.status, "reason": outcome.reason, "wall_s": outcome.wall_s}))
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+        if outcome.status == "interrupted":
+            break
+    return outcomes
+
+
+def _run_one(cell: Cell, out_dir: Path, python: str, timeout_s: float,
+             command: Command) -> Outcome:
+    scratch = Path(tempfile.mkdtemp(prefix="framebench-"))
+    log_path = out_dir / "log.txt"
+    t0 = clock()
+    status = reason = None
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command(cell, out_dir, python), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=cell_env(cell, out_dir, scratch), cwd=ROOT,
+                                start_new_session=True)  # Ctrl-C reaches us, not the cell
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            rc, status, reason = None, "failed", f"timed out after {timeout_s:g} s"
+        except KeyboardInterrupt:
+            _kill(proc)
+            rc, status, reason = None, "interrupted", "interrupted (Ctrl-C)"
+    wall = clock() - t0
+    shutil.rmtree(scratch, ignore_errors=True)
+    record = _read_json(out_dir / "cell.json")
+    if status is None:
+        status, reason = _judge(rc, record)
+    if status == "failed":
+        reason = f"{reason}\n--- log tail ---\n{_tail(log_path)}"
+    return Outcome(cell, status, reason, wall, record)
+
+
+def _judge(rc: int | None, record: dict[str, Any]) -> tuple[str, str | None]:
+    recorded = record.get("status")
+    if recorded == "skipped":
+        return "skipped", record.get("reason")
+    if rc == 0 and recorded == "ok":
+        return "ok", None
+    if recorded == "failed":
+        return "failed", record.get("reason")
+    if rc is not None and rc < 0:
+        return "failed", f"crashed: killed by {signal.Signals(-rc).name}"
+    return "failed", f"exited with code {rc}"
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _tail(path: Path) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return text[-LOG_TAIL_CHARS:]
