@@ -124,14 +124,15 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
                             or (QUICK_STEADY_S if args.quick else Cell.steady_seconds),
                             seed=args.seed))
     if not cells:
-        raise SystemExit("framebench: no cell matches: modes " + ", ".join(args.modes)
-                         + " exist for " + "; ".join(f"{fw}: {', '.join(BACKENDS[fw].modes)}"
-                                                     for fw in args.frameworks))
+        raise SystemExit(
+            f"framebench: no cell to run: none of the frameworks {', '.join(args.frameworks)} "
+            f"has the modes {', '.join(args.modes)}. Modes by framework: "
+            + "; ".join(f"{fw}: {', '.join(b.modes)}" for fw, b in BACKENDS.items()))
     return cells
 
 
 def run(argv: list[str]) -> int:
-    from harness import report, runner, ui
+    from harness import report, ui
 
     args = run_parser().parse_args(argv)
     cells = make_cells(args)

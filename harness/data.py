@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,7 +122,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
     if raw[2] != 0x08:
-        raise ValueError(f"{path}: only unsigned-byte IDX files are supported (type 0x{raw[2]:02x})")
+        raise ValueError(f"{path}: only unsigned-byte IDX files are supported "
+                         f"(type 0x{raw[2]:02x})")
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
@@ -149,8 +151,11 @@ def fetch(name: str, directory: Path) -> None:
             continue
         partial = target.with_suffix(".part")
         try:
-            urllib.request.urlretrieve(base + filename, partial)
+            with urllib.request.urlopen(base + filename, timeout=60) as response, \
+                    open(partial, "wb") as out:
+                shutil.copyfileobj(response, out)
         except OSError as exc:
+            partial.unlink(missing_ok=True)
             raise RuntimeError(
                 f"{name}: {filename} is not in {directory} and downloading it from {base} "
                 f"failed ({exc}). Put the IDX files there by hand or pass --data-dir.") from exc

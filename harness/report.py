@@ -107,8 +107,9 @@ def summary(ok: pd.DataFrame) -> list[str]:
         if "eager" in modes.index and len(modes) > 1:
             fastest = modes["step_median_s"].idxmin()
             if fastest != "eager":
+                speedup = modes.loc["eager", "step_median_s"] / modes.loc[fastest, "step_median_s"]
                 lines.append(
-                    f"{fw}: {fastest} is {modes.loc['eager', 'step_median_s'] / modes.loc[fastest, 'step_median_s']:.1f}× "
+                    f"{fw}: {fastest} is {speedup:.1f}× "
                     f"faster per step than eager, after a first step of "
                     f"{_fmt_s(modes.loc[fastest, 'first_step_s'])} (eager: "
                     f"{_fmt_s(modes.loc['eager', 'first_step_s'])}).")
@@ -149,7 +150,7 @@ def _table_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
 
 def context(run_dir: Path) -> dict[str, Any]:
     table, losses, _ = results.load(run_dir)
-    run = json.loads((run_dir / "run.json").read_text())
+    run = {"host": {}, "argv": [], **json.loads((run_dir / "run.json").read_text())}
     sections = []
     for workload, cells in table.groupby("workload", sort=False):
         cells = cells.sort_values(["framework", "mode"])

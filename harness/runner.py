@@ -6,6 +6,7 @@ goes on; a framework missing from the interpreter that would run it is recorded 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,7 +74,8 @@ def cell_env(cell: Cell, out_dir: Path, scratch: Path) -> dict[str, str]:
 def framework_available(python: str, framework: str) -> bool:
     probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({framework!r}) is None)"
     try:
-        return subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode == 0
+        done = subprocess.run([python, "-c", probe], capture_output=True, timeout=60)
+        return done.returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -155,10 +157,8 @@ def _judge(rc: int | None, record: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 

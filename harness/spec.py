@@ -7,8 +7,7 @@ Canonical conventions every backend translates from: activations are NHWC, a Den
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Union
+from dataclasses import asdict, dataclass, fields
 
 Shape = tuple[int, ...]
 
@@ -45,7 +44,7 @@ class Flatten:
     """(H, W, C) -> (H*W*C,), in H, W, C order."""
 
 
-Layer = Union[Dense, Conv2D, MaxPool2D, ReLU, Flatten]
+Layer = Dense | Conv2D | MaxPool2D | ReLU | Flatten
 
 
 @dataclass(frozen=True)
@@ -173,7 +172,6 @@ class Cell:
     steady_seconds: float = 2.0
     seed: int = 0
     precision: str = "fp32"
-    extra: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:

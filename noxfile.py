@@ -1,0 +1,66 @@
+"""Sessions: tests (default), lint, bench (every framework, each in its own venv), report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import nox
+
+FRAMEWORKS = ("torch", "tensorflow", "jax")
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_venv = "yes"  # the framework venvs are large; reuse them between runs
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests (all three frameworks in one venv, to compare them)."""
+    session.install("-e", ".[torch,tensorflow,jax,test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+def _bench_framework(session: nox.Session) -> None:
+    """One framework's cells, in a venv holding that framework only."""
+    fw = session.name.removeprefix("bench-")
+    session.install("-e", f".[{fw}]")
+    session.run("python", "-m", "harness", "--frameworks", fw, *session.posargs)
+
+
+for _fw in FRAMEWORKS:
+    nox.session(name=f"bench-{_fw}")(_bench_framework)
+
+
+def _selected_frameworks(posargs: list[str]) -> list[str]:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    known, _ = parser.parse_known_args(posargs)
+    return [f for f in known.frameworks.split(",") if f in FRAMEWORKS]
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The whole benchmark: each framework's cells run in that framework's venv (the bench-<fw>
+    sessions' venvs), then one table and one HTML report. Options after `--`."""
+    session.install("-e", ".")
+    pythons: list[str] = []
+    if not {"-h", "--help"} & set(session.posargs):
+        for fw in _selected_frameworks(session.posargs):
+            session.run(sys.executable, "-m", "nox", "-f", __file__, "-s", f"bench-{fw}",
+                        "--install-only", external=True)
+            pythons += ["--python", f"{fw}=.nox/bench-{fw}/bin/python"]
+    session.run("python", "-m", "harness", *pythons, *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Re-render the report of a run: `nox -s report -- [RUN]` (default: the newest run)."""
+    session.install("-e", ".")
+    session.run("python", "-m", "harness", "report", *session.posargs)

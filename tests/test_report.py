@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from harness import report, results, runner
+from harness.spec import Cell
+
+
+class Ids(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.classes: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for k, v in attrs:
+            if k == "id" and v:
+                self.ids.add(v)
+            if k == "class" and v:
+                self.classes += v.split()
+
+
+def test_report_renders_every_section(small_run: Path) -> None:
+    html = (small_run / "reports" / "small" / "index.html").read_text()
+    parsed = Ids()
+    parsed.feed(html)
+    assert {"summary", "workload-mlp", "workload-cnn", "failures", "environment",
+            "method"} <= parsed.ids
+    assert parsed.classes.count("throughput") == 2 and parsed.classes.count("losses") == 2
+    assert parsed.classes.count("certificate") == 2
+    assert "Fastest steady-state training" in html and "Every cell finished." in html
+    for fw in ("torch", "tensorflow", "jax"):
+        assert f"{fw} eager" in html
+    assert "cdn" not in html.split("<body>")[1].lower()  # plotly.js inlined: opens offline
+
+
+def test_failed_cells_are_shown(tmp_path: Path) -> None:
+    crash = Cell("jax", "mlp", "eager")
+    runner.run_cells([crash], tmp_path, command=lambda c, o, p: [p, "-c", "import os; os.abort()"])
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": tmp_path.name}))
+    results.write(tmp_path)
+    html = report.render(tmp_path, tmp_path / "reports").read_text()
+    assert "SIGABRT" in html and "did not finish" in html and crash.id in html
+
+
+@pytest.mark.browser
+def test_report_in_a_real_browser(small_run: Path, tmp_path: Path) -> None:
+    """Headless Chromium opens the report offline, runs plotly without errors, draws charts."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium; .ci/run does)")
+    page_errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.on("console", lambda m: page_errors.append(m.text) if m.type == "error" else None)
+        page.goto((small_run / "reports" / "latest.html").as_uri())
+        page.wait_for_selector(".js-plotly-plot .main-svg")
+        plots = page.locator(".js-plotly-plot").count()
+        traces = page.locator(".losses .scatterlayer .trace").count()
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert page_errors == []
+    assert plots == 6  # throughput, memory, losses for each of two workloads
+    assert traces == 6  # three frameworks' loss curves in each workload

@@ -1,0 +1,82 @@
+"""The runner survives cells that crash, hang or get interrupted, and skips missing frameworks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from harness import results, runner
+from harness.spec import Cell
+
+REAL = Cell("torch", "mlp", "eager", epochs=1, steady_seconds=0.2)
+CRASH = Cell("jax", "mlp", "eager")
+HANG = Cell("tensorflow", "mlp", "graph")
+
+
+def injected(cell: Cell, out_dir: Path, python: str) -> list[str]:
+    """Real command for REAL; a crashing or hanging process for the injected cells."""
+    if cell == CRASH:
+        return [python, "-c", "import os; print('about to crash', flush=True); os.abort()"]
+    if cell == HANG:
+        return [python, "-c", "import time; print('hanging', flush=True); time.sleep(3600)"]
+    return runner.cell_command(cell, out_dir, python)
+
+
+def test_crash_and_hang_are_recorded_and_the_rest_completes(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    outcomes = runner.run_cells([CRASH, HANG, REAL], tmp_path, timeout_s=30, command=injected)
+    by_cell = {o.cell: o for o in outcomes}
+    assert by_cell[CRASH].status == "failed"
+    assert "SIGABRT" in by_cell[CRASH].reason and "about to crash" in by_cell[CRASH].reason
+    assert by_cell[HANG].status == "failed"
+    assert "timed out after 30 s" in by_cell[HANG].reason and "hanging" in by_cell[HANG].reason
+    assert by_cell[REAL].status == "ok", by_cell[REAL].reason
+    (tmp_path / "run.json").write_text('{"run_id": "faults"}')
+    table = results.write(tmp_path).set_index("cell_id")
+    assert table.loc[REAL.id, "step_median_s"] > 0
+    assert table.loc[REAL.id, "test_accuracy"] > 0.1
+    assert (tmp_path / "cells" / REAL.id / "benchmark.json").exists()
+    assert set(table["status"]) == {"ok", "failed"}
+
+
+def test_a_raising_cell_keeps_its_traceback(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    corrupt = tmp_path / "mnist"
+    corrupt.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (corrupt / name).write_bytes(b"corrupt")
+    bad = Cell("torch", "mlp", "eager", dataset="mnist", data_dir=str(corrupt))
+    [outcome] = runner.run_cells([bad], tmp_path / "run", timeout_s=120)
+    assert outcome.status == "failed"
+    assert "SHA-256" in outcome.reason and "Traceback" in outcome.reason
+    assert outcome.record["import_s"] > 0  # what was measured before the error is kept
+
+
+def test_missing_framework_is_skipped_with_install_hint(tmp_path: Path) -> None:
+    fake = tmp_path / "python-without-site"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -I -S \"$@\"\n")
+    fake.chmod(0o755)
+    [outcome] = runner.run_cells([REAL], tmp_path, pythons={"torch": str(fake)})
+    assert outcome.status == "skipped"
+    assert "pip install 'framebench[torch]'" in outcome.reason
+
+
+def test_ctrl_c_keeps_finished_cells(tmp_path: Path) -> None:
+    quick = [Cell("jax", w, "eager") for w in ("mlp", "cnn")] + [HANG, CRASH]
+
+    def command(cell: Cell, out_dir: Path, python: str) -> list[str]:
+        if cell == HANG:
+            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return [python, "-c", "import time; time.sleep(3600)"]
+        return [python, "-c", "pass"]
+
+    outcomes = runner.run_cells(quick, tmp_path, timeout_s=60, command=command)
+    assert [o.status for o in outcomes] == ["failed", "failed", "interrupted"]
+    assert len(outcomes) == 3  # the cell after the interrupt never started
+    assert (tmp_path / "cells" / quick[0].id / "outcome.json").exists()
