@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import nox
@@ -30,7 +31,8 @@ def lint(session: nox.Session) -> None:
 def _bench_framework(session: nox.Session) -> None:
     """One framework's cells, in a venv holding that framework only."""
     fw = session.name.removeprefix("bench-")
-    session.install("-e", f".[{fw}]")
+    cuda = os.environ.get("FRAMEBENCH_CUDA") == "1" and fw != "torch"  # torch's PyPI wheel has CUDA
+    session.install("-e", f".[{fw}-cuda]" if cuda else f".[{fw}]")
     session.run("python", "-m", "harness", "--frameworks", fw, *session.posargs)
 
 

@@ -64,13 +64,15 @@ def _bars(ok: pd.DataFrame, column: str, title: str, scale: float = 1.0,
 
 def _loss_figure(cells: pd.DataFrame, losses: pd.DataFrame) -> str:
     fig = go.Figure()
-    for _, row in cells.iterrows():
+    for i, (_, row) in enumerate(cells.iterrows()):
         curve = losses[losses["cell_id"] == row["cell_id"]]
         if curve.empty:
             continue
+        # Identical curves hide each other: draw each narrower than the one below it.
         fig.add_scatter(x=curve["step"], y=curve["loss"], mode="lines", name=label(row),
                         line=dict(color=COLORS.get(row["framework"], "#888"),
-                                  dash=DASHES.get(row["mode"], "solid"), width=1.5))
+                                  dash=DASHES.get(row["mode"], "solid"),
+                                  width=max(1.0, 7.0 - 1.0 * i)))
     fig.update_layout(title="Training loss at every step (same weights, same batches)",
                       xaxis_title="step", yaxis_title="cross-entropy", yaxis_type="log")
     return _figure_html(fig)
@@ -99,7 +101,9 @@ def summary(ok: pd.DataFrame) -> list[str]:
     if len(ranked) > 1:
         second = ranked.iloc[1]
         text += f", {second['step_median_s'] / best['step_median_s']:.2f}× faster than the " \
-                f"next, {label(second)}; slowest is {label(ranked.iloc[-1])} at " \
+                f"next, {label(second)}"
+    if len(ranked) > 2:
+        text += f"; slowest is {label(ranked.iloc[-1])} at " \
                 f"{ranked.iloc[-1]['step_median_s'] / best['step_median_s']:.1f}× the time"
     lines.append(text + ".")
     for fw, group in ok.groupby("framework"):

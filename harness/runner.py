@@ -97,13 +97,16 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
         if on_start:
             on_start(cell)
         key = f"{python}:{cell.framework}"
-        if key not in available:
-            available[key] = framework_available(python, BACKENDS[cell.framework].import_name)
-        if not available[key]:
-            outcome = Outcome(cell, "skipped", f"{cell.framework} is not installed for {python}: "
-                              f"{BACKENDS[cell.framework].install_hint}")
-        else:
-            outcome = _run_one(cell, out_dir, python, timeout_s, command)
+        try:
+            if key not in available:
+                available[key] = framework_available(python, BACKENDS[cell.framework].import_name)
+            if not available[key]:
+                outcome = Outcome(cell, "skipped", f"{cell.framework} is not installed for "
+                                  f"{python}: {BACKENDS[cell.framework].install_hint}")
+            else:
+                outcome = _run_one(cell, out_dir, python, timeout_s, command)
+        except KeyboardInterrupt:
+            outcome = Outcome(cell, "interrupted", "interrupted (Ctrl-C)")
         (out_dir / "outcome.json").write_text(json.dumps(
             {"status": outcome.status, "reason": outcome.reason, "wall_s": outcome.wall_s}))
         outcomes.append(outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,8 @@ from rich.table import Table
 from harness import runner
 from harness.spec import Cell
 
-console = Console()
+# Not a terminal (nox, CI logs): rich would assume 80 columns and wrap the summary table.
+console = Console() if sys.stdout.isatty() else Console(width=140)
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "interrupted": "red"}
 
 

@@ -46,3 +46,12 @@ def test_end_to_end_run(small_run: Path) -> None:
     assert "report:" in stdout and "median step" in stdout
     assert (small_run / "reports" / "latest.html").exists()
     assert json.loads((run_dir / "run.json").read_text())["framework_info"]["jax"]
+
+
+def test_readme_documents_the_schema_and_test_command() -> None:
+    from harness.results import schema_markdown
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert schema_markdown() in readme
+    assert "nox -s tests" in readme and "nox -s tests" in (ROOT / ".ci" / "run").read_text()
