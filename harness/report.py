@@ -48,7 +48,7 @@ def _figure_html(fig: go.Figure) -> str:
 
 
 def _bars(ok: pd.DataFrame, column: str, title: str, scale: float = 1.0,
-          err: tuple[str, str] | None = None) -> str:
+          err: tuple[str, str] | None = None, log: bool = False) -> str:
     fig = go.Figure()
     for _, row in ok.iterrows():
         y = row[column] * scale
@@ -58,7 +58,7 @@ def _bars(ok: pd.DataFrame, column: str, title: str, scale: float = 1.0,
             error_y = dict(type="data", symmetric=False, array=[hi - y], arrayminus=[y - lo])
         fig.add_bar(x=[label(row)], y=[y], name=label(row), error_y=error_y,
                     marker_color=COLORS.get(row["framework"], "#888"), showlegend=False)
-    fig.update_layout(title=title)
+    fig.update_layout(title=title, yaxis_type="log" if log else "linear")
     return _figure_html(fig)
 
 
@@ -108,15 +108,18 @@ def summary(ok: pd.DataFrame) -> list[str]:
     lines.append(text + ".")
     for fw, group in ok.groupby("framework"):
         modes = group.set_index("mode")
-        if "eager" in modes.index and len(modes) > 1:
-            fastest = modes["step_median_s"].idxmin()
-            if fastest != "eager":
-                speedup = modes.loc["eager", "step_median_s"] / modes.loc[fastest, "step_median_s"]
-                lines.append(
-                    f"{fw}: {fastest} is {speedup:.1f}× "
-                    f"faster per step than eager, after a first step of "
-                    f"{_fmt_s(modes.loc[fastest, 'first_step_s'])} (eager: "
-                    f"{_fmt_s(modes.loc['eager', 'first_step_s'])}).")
+        if "eager" not in modes.index:
+            continue
+        eager = modes.loc["eager"]
+        parts = []
+        for mode, r in modes.drop(index="eager").iterrows():
+            ratio = eager["step_median_s"] / r["step_median_s"]
+            speed = f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
+            parts.append(f"{mode} is {speed} per step than eager, after a first step of "
+                         f"{_fmt_s(r['first_step_s'])}")
+        if parts:
+            lines.append(f"{fw}: " + "; ".join(parts)
+                         + f" (eager's first step: {_fmt_s(eager['first_step_s'])}).")
     slow = ok.sort_values("first_step_s").iloc[-1]
     lines.append(f"Longest start-up: {label(slow)}, whose first step (compile included) took "
                  f"{_fmt_s(slow['first_step_s'])}.")
@@ -124,6 +127,10 @@ def summary(ok: pd.DataFrame) -> list[str]:
     lines.append(f"Lowest peak host memory: {label(mem.iloc[0])} "
                  f"({_fmt_bytes(mem.iloc[0]['peak_rss_bytes'])}); highest: "
                  f"{label(mem.iloc[-1])} ({_fmt_bytes(mem.iloc[-1]['peak_rss_bytes'])}).")
+    if best["step_median_s"] < 2e-3:
+        lines.append("Caveat: steps this short (milliseconds or less) measure each framework's "
+                     "per-step dispatch overhead more than its arithmetic; a bigger model or "
+                     "batch can rank the frameworks differently.")
     acc = ok["test_accuracy"].dropna()
     if not acc.empty:
         lines.append(f"Test accuracy after the same budget: {acc.min():.3f}–{acc.max():.3f} "
@@ -156,6 +163,8 @@ def context(run_dir: Path) -> dict[str, Any]:
     table, losses, _ = results.load(run_dir)
     run = {"host": {}, "argv": [], **json.loads((run_dir / "run.json").read_text())}
     sections = []
+    order = {w: i for i, w in enumerate(run.get("workloads", {}))}
+    table = table.sort_values("workload", key=lambda w: w.map(order), kind="stable")
     for workload, cells in table.groupby("workload", sort=False):
         cells = cells.sort_values(["framework", "mode"])
         ok = cells[cells["status"] == "ok"]
@@ -164,8 +173,9 @@ def context(run_dir: Path) -> dict[str, Any]:
             "description": run.get("workloads", {}).get(workload, ""),
             "rows": _table_rows(cells),
             "summary": summary(ok),
-            "throughput": _bars(ok, "samples_per_s", "Throughput (samples/s, bars: IQR)",
-                                err=("step_q1_s", "step_q3_s")) if not ok.empty else "",
+            "throughput": _bars(ok, "samples_per_s", "Throughput (samples/s, log scale; "
+                                "bars: IQR)", err=("step_q1_s", "step_q3_s"), log=True)
+                          if not ok.empty else "",
             "memory": _bars(ok, "peak_rss_bytes", "Peak host memory of the cell process (MiB)",
                             scale=1 / 2**20) if not ok.empty else "",
             "losses": _loss_figure(cells, losses),
