@@ -99,8 +99,9 @@ class CellRun:
         for epoch in range(c.epochs):
             for x, y in data.batches(dataset.x_train, dataset.y_train, c.batch_size, epoch,
                                      c.seed):
+                batch = trainer.put(x, y)
                 t0 = clock()
-                loss = trainer.step(trainer.put(x, y))
+                loss = trainer.step(batch)
                 if not losses:
                     trainer.sync()
                     self.record["first_step_s"] = clock() - t0

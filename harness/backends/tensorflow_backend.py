@@ -69,6 +69,7 @@ class TensorFlowTrainer:
             self.v = [tf.Variable(tf.zeros_like(p)) for p in self.params]
             self.t = tf.Variable(0.0, dtype=tf.float32)
         self.opt = workload.optimizer
+        self._last_loss: tf.Tensor | None = None
         if mode == "eager":
             self._step = self._eager_step
         else:
@@ -99,14 +100,18 @@ class TensorFlowTrainer:
 
     def step(self, batch: Any) -> tf.Tensor:
         with tf.device(self.device):
-            return self._step(*batch)
+            self._last_loss = self._step(*batch)
+        return self._last_loss
 
     def predict(self, x: Any) -> tf.Tensor:
         with tf.device(self.device):
             return self.model(x, training=False)
 
     def sync(self) -> None:
-        # On CPU, eager ops and tf.function calls return when done; on GPU they are queued.
+        # Reading the last loss to the host waits for the step that made it (the update ops run
+        # before a tf.function returns); on GPU, also drain every queued kernel.
+        if self._last_loss is not None:
+            self._last_loss.numpy()
         if self.device != "/CPU:0":
             tf.test.experimental.sync_devices()
 
