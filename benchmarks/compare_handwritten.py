@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import runner  # noqa: E402
+from harness.measure import default_threads  # noqa: E402
 from harness.spec import Cell  # noqa: E402
 
 
@@ -41,16 +42,15 @@ def main() -> None:
             for fw in order:
                 python = pythons.get(fw, sys.executable)
                 runs = [("harness", "hand"), ("hand", "harness")][r % 2]
+                cell = Cell(fw, "mlp", "compiled", threads=default_threads())
                 for kind in runs:
                     if kind == "harness":
-                        [out] = runner.run_cells([Cell(fw, "mlp", "compiled")],
-                                                 Path(tmp) / str(r), pythons)
+                        [out] = runner.run_cells([cell], Path(tmp) / str(r), pythons)
                         if out.status != "ok":
                             raise SystemExit(f"{fw} harness cell {out.status}: {out.reason}")
-                        value = out.record["step_median_s"]
+                        value = float(np.median(out.record["step_samples_s"]))
                     else:
-                        env = runner.cell_env(Cell(fw, "mlp", "compiled"), Path(tmp),
-                                              Path(tmp) / "scratch")
+                        env = runner.cell_env(cell, Path(tmp), Path(tmp) / "cache" / f"{fw}{r}")
                         done = subprocess.run(
                             [python, str(ROOT / "benchmarks" / "handwritten.py"), fw],
                             capture_output=True, text=True, check=True, env=env)

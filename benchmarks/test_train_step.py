@@ -23,10 +23,10 @@ def test_train_step(benchmark, cell: Cell) -> None:
     run = CellRun.from_env()
     try:
         run.prepare()
-        k, rounds, warmup = run.calibrate()
-        benchmark.group = f"{cell.workload}-{cell.device}-b{cell.batch_size}"
-        benchmark.extra_info.update(steps_per_sample=k, cell=cell.id)
-        benchmark.pedantic(run.timed_sample, args=(k,), rounds=rounds, warmup_rounds=warmup,
+        k, rounds = run.calibrate()  # includes the warm-up, until the step time is stable
+        benchmark.group = f"{cell.workload}-{cell.device}-b{cell.batch_size}-{cell.precision}"
+        benchmark.extra_info.update(steps_per_sample=k, cell=cell.id, repeat=cell.repeat)
+        benchmark.pedantic(run.timed_sample, args=(k,), rounds=rounds, warmup_rounds=0,
                            iterations=1)
         run.finish(list(benchmark.stats.stats.data))
     except Unavailable as exc:

@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from harness import results
-from harness.backends import ALL_MODES, BACKENDS
+from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS
 from harness.data import DATASETS
-from harness.measure import host_info, now_iso
-from harness.spec import DEVICES, WORKLOADS, Cell, check_choice
+from harness.measure import default_threads, host_info, now_iso
+from harness.spec import DEVICES, PRECISIONS, WORKLOADS, Cell, check_choice
 
 QUICK_EPOCHS = 2
 QUICK_STEADY_S = 0.5
@@ -56,9 +57,10 @@ def _ints(text: str) -> list[int]:
 
 def _python(text: str) -> tuple[str, str]:
     fw, sep, path = text.partition("=")
-    if not sep or fw not in BACKENDS:
+    if not sep or fw not in FRAMEWORKS:
         raise argparse.ArgumentTypeError(
-            f"expected FRAMEWORK=PATH with FRAMEWORK one of {', '.join(BACKENDS)}, got {text!r}")
+            f"expected FRAMEWORK=PATH with FRAMEWORK one of {', '.join(FRAMEWORKS)}, "
+            f"got {text!r}")
     return fw, path
 
 
@@ -71,12 +73,12 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--workloads", type=_names("workload", tuple(WORKLOADS)),
                    default=list(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)} "
                    "(default: all)")
-    p.add_argument("--frameworks", type=_names("framework", tuple(BACKENDS)),
-                   default=list(BACKENDS), help=f"comma list of {', '.join(BACKENDS)} "
+    p.add_argument("--frameworks", type=_names("framework", tuple(FRAMEWORKS)),
+                   default=list(FRAMEWORKS), help=f"comma list of {', '.join(FRAMEWORKS)} "
                    "(default: all)")
     p.add_argument("--modes", type=_names("mode", ALL_MODES), default=list(ALL_MODES),
                    help="comma list of " + "; ".join(f"{fw}: {', '.join(b.modes)}"
-                                                     for fw, b in BACKENDS.items())
+                                                     for fw, b in FRAMEWORKS.items())
                    + " (default: every mode of every framework)")
     p.add_argument("--devices", type=_names("device", DEVICES), default=["cpu"],
                    help=f"comma list of {', '.join(DEVICES)} (default: cpu)")
@@ -91,8 +93,18 @@ def run_parser() -> argparse.ArgumentParser:
                    help="training budget in epochs (default: the workload's, 10)")
     p.add_argument("--steady-seconds", type=float, default=None,
                    help="time budget of the steady-state timing per cell (default: 2)")
+    p.add_argument("--precision", type=_choice("precision", PRECISIONS), default="fp32",
+                   help="fp32 (TF32 off everywhere), tf32 (on everywhere) or bf16 (autocast / "
+                   "Keras mixed_bfloat16 / bfloat16 compute in JAX); default fp32")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="fresh processes per cell, frameworks interleaved (default 3; "
+                   "1 with --quick); the training budget runs in the first only")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPUs each cell may use, the same for every framework (default: all "
+                   f"{default_threads()} of this process's affinity mask)")
     p.add_argument("--quick", action="store_true",
-                   help=f"smoke run: {QUICK_EPOCHS} epochs and {QUICK_STEADY_S} s of timing")
+                   help=f"smoke run: {QUICK_EPOCHS} epochs, {QUICK_STEADY_S} s of timing, "
+                   "1 repeat")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is "
                    "killed and recorded as failed (default: 900)")
@@ -106,28 +118,46 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def make_cells(args: argparse.Namespace) -> list[Cell]:
-    """The cross product, each framework with the modes it has; an empty product is an error."""
-    cells = []
+    """The cross product, each framework with the modes it has; an empty product is an error.
+
+    Ordered so that neighbours are different frameworks (mode by mode), then repeated: every
+    odd repeat runs in reverse order, so slow drifts of the machine hit all frameworks alike.
+    The self-check no-op cell runs first.
+    """
+    if args.repeats is not None and args.repeats < 1:
+        raise SystemExit("framebench: --repeats must be at least 1")
+    if args.threads < 0 or args.threads > default_threads():
+        raise SystemExit(f"framebench: --threads must be between 1 and {default_threads()} "
+                         "(the CPUs this process may use), or 0 for all of them")
+    repeats = args.repeats or (1 if args.quick else 3)
+    common = dict(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed,
+                  precision=args.precision, threads=args.threads or default_threads(),
+                  steady_seconds=args.steady_seconds
+                  or (QUICK_STEADY_S if args.quick else Cell.steady_seconds))
+    base = []
     for workload in args.workloads:
         w = WORKLOADS[workload]
         for device in args.devices:
             for batch in args.batch_sizes or [w.batch_size]:
-                for fw in args.frameworks:
-                    for mode in BACKENDS[fw].modes:
-                        if mode not in args.modes:
+                for mode in ALL_MODES:
+                    for fw in args.frameworks:
+                        if mode not in args.modes or mode not in BACKENDS[fw].modes:
                             continue
-                        cells.append(Cell(
+                        base.append(Cell(
                             framework=fw, workload=workload, mode=mode, device=device,
-                            batch_size=batch, dataset=args.dataset, data_dir=args.data_dir,
+                            batch_size=batch,
                             epochs=args.epochs or (QUICK_EPOCHS if args.quick else w.epochs),
-                            steady_seconds=args.steady_seconds
-                            or (QUICK_STEADY_S if args.quick else Cell.steady_seconds),
-                            seed=args.seed))
-    if not cells:
+                            **common))
+    if not base:
         raise SystemExit(
             f"framebench: no cell to run: none of the frameworks {', '.join(args.frameworks)} "
             f"has the modes {', '.join(args.modes)}. Modes by framework: "
-            + "; ".join(f"{fw}: {', '.join(b.modes)}" for fw, b in BACKENDS.items()))
+            + "; ".join(f"{fw}: {', '.join(b.modes)}" for fw, b in FRAMEWORKS.items()))
+    noop = Cell("noop", args.workloads[0], "eager", epochs=1, **{**common, "steady_seconds": 1.0})
+    cells = [noop]
+    for r in range(repeats):
+        for cell in base if r % 2 == 0 else reversed(base):
+            cells.append(replace(cell, repeat=r, train=(r == 0)))
     return cells
 
 
@@ -142,18 +172,25 @@ def run(argv: list[str]) -> int:
         raise SystemExit(f"framebench: {run_dir} exists already; choose another --run-id")
     run_dir.mkdir(parents=True)
     meta = {"run_id": run_id, "started": now_iso(), "ended": None, "argv": ["framebench", *argv],
-            "host": host_info(), "cells": [c.id for c in cells],
+            "host": host_info(), "cells": list(dict.fromkeys(c.id for c in cells)),
+            "repeats": max(c.repeat for c in cells) + 1, "threads": cells[0].threads,
+            "precision": args.precision,
             "workloads": {w: WORKLOADS[w].description for w in args.workloads}}
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    pythons = dict(args.python)
+    meta["gemm_peak_flops_per_s"] = ui.measure_peaks(
+        {fw: pythons.get(fw, sys.executable) for fw in args.frameworks})
+    meta["peak_flops_per_s"] = max(meta["gemm_peak_flops_per_s"].values())
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
 
-    outcomes = ui.run_with_progress(cells, run_dir, dict(args.python), args.timeout)
+    outcomes = ui.run_with_progress(cells, run_dir, pythons, args.timeout)
     meta.update(ended=now_iso(), interrupted=any(o.status == "interrupted" for o in outcomes),
                 framework_info={o.cell.framework: o.record["framework_info"] for o in outcomes
                                 if "framework_info" in o.record})
     (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
-    table = results.write(run_dir)
+    tables = results.write(run_dir)
     path = report.render(run_dir, args.reports_dir)
-    ui.print_summary(table, run_dir, path)
+    ui.print_summary(tables["summary"], run_dir, path)
     return 130 if meta["interrupted"] else 0
 
 

@@ -1,8 +1,9 @@
-"""The inside of one benchmark cell process: import, build, train to budget, evaluate, then the
-steady-state timing that ``benchmarks/test_train_step.py`` hands to pytest-benchmark.
+"""The inside of one benchmark cell process: threads, import, build, first step, training budget,
+evaluation, warm-up, then the steady-state timing that ``benchmarks/test_train_step.py`` hands to
+pytest-benchmark, and a check that the framework's sync really waits.
 
 The record is written to ``cell.json`` after every phase, so a crash or timeout keeps what was
-measured before it.
+measured before it. Host peak memory is taken per phase (VmHWM, reset between phases).
 """
 
 from __future__ import annotations
@@ -11,22 +12,38 @@ import json
 import math
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness import backends, data
+from harness.flops import inference_flops, train_step_flops
 from harness.init import init_weights
-from harness.measure import clock, now_iso, peak_rss_bytes, summarize
+from harness.measure import (
+    clock,
+    now_iso,
+    nvml_process_bytes,
+    peak_rss_bytes,
+    reset_peak_rss,
+    set_threads,
+)
 from harness.spec import WORKLOADS, Cell, param_count
 
 CELL_ENV = "FRAMEBENCH_CELL"
 OUT_ENV = "FRAMEBENCH_OUT"
 
 STEADY_BATCHES = 8        # distinct device-resident batches cycled in the timed phase
-TARGET_SAMPLE_S = 0.025   # one sample = K steps + one sync, long enough that sync+clock cost ~0
+OVERHEAD_FRACTION = 0.01  # clock + sync cost must stay under 1% of a sample
+MIN_SAMPLE_S = 1e-3
 MIN_ROUNDS = 30
+WARMUP_WINDOW = 5         # warm-up ends when the median of the last 5 samples moves < 2%
+WARMUP_TOLERANCE = 0.02
+WARMUP_MAX_S = 30.0
+SYNC_CHECK_S = 0.1        # work per sync-check measurement
+SYNC_CHECK_RATIO = 0.75   # a sync faster than this share of a host copy did not wait
 
 
 class CellRun:
@@ -34,8 +51,10 @@ class CellRun:
         self.cell = cell
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.record: dict[str, Any] = {"cell_id": cell.id, "status": "running",
-                                       "started": now_iso()}
+        self.record: dict[str, Any] = {"cell_id": cell.id, "repeat": cell.repeat,
+                                       "status": "running", "started": now_iso(),
+                                       "phase_peak_rss_bytes": {},
+                                       "phase_device_peak_bytes": {}}
         self.trainer: Any = None
         self.steady: list[Any] = []
 
@@ -52,65 +71,88 @@ class CellRun:
         self.record.update(status=status, reason=reason, ended=now_iso())
         self.save()
 
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Peak host memory (and device allocator peak, on GPU) of one phase."""
+        reset_peak_rss()
+        if self.trainer is not None:
+            self.trainer.reset_device_peak()
+        yield
+        self.record["phase_peak_rss_bytes"][name] = peak_rss_bytes()
+        if self.trainer is not None:
+            self.record["phase_device_peak_bytes"][name] = self.trainer.device_peak_bytes()
+        self.save()
+
     def prepare(self) -> None:
         """Everything before the timed phase; raises backends.Unavailable to skip."""
         c = self.cell
         workload = WORKLOADS[c.workload]
-        t0 = clock()
-        backend = backends.load(c.framework)
-        self.record["import_s"] = clock() - t0
+        self.record["threads"] = set_threads(c.threads)  # before the framework loads
+        with self.phase("import"):
+            t0 = clock()
+            backend = backends.load(c.framework)
+            self.record["import_s"] = clock() - t0
+        self.record["settings"] = backend.configure(c.device, c.precision, c.threads)
         self.record["framework_info"] = backend.info()
-        self.save()
 
         dataset = data.load(c.dataset, c.data_dir, seed=c.seed)
         if dataset.num_classes != workload.num_outputs:
             raise ValueError(f"{c.dataset} has {dataset.num_classes} classes but {c.workload} "
                              f"outputs {workload.num_outputs} logits")
         weights = init_weights(workload, dataset.input_shape, c.seed)
-        self.record.update(dataset_train_size=len(dataset.x_train),
-                           dataset_test_size=len(dataset.x_test),
-                           input_shape=list(dataset.input_shape),
-                           param_count=param_count(workload.layers, dataset.input_shape))
+        self.record.update(
+            dataset_train_size=len(dataset.x_train), dataset_test_size=len(dataset.x_test),
+            input_shape=list(dataset.input_shape),
+            param_count=param_count(workload.layers, dataset.input_shape),
+            train_step_flops=train_step_flops(workload, dataset.input_shape, c.batch_size),
+            inference_flops=inference_flops(workload, dataset.input_shape, c.batch_size))
 
-        t0 = clock()
-        self.trainer = trainer = backend.build(workload, weights, c.mode, c.device,
-                                               dataset.input_shape)
-        trainer.sync()
-        self.record["build_s"] = clock() - t0
-        self.save()
+        with self.phase("build"):
+            t0 = clock()
+            self.trainer = trainer = backend.build(workload, weights, c.mode, c.device,
+                                                   dataset.input_shape, c.precision)
+            trainer.sync()
+            self.record["build_s"] = clock() - t0
 
-        self._train(dataset)
-        logits = trainer.numpy(trainer.predict(trainer.put(dataset.x_test)))
-        self.record["test_accuracy"] = float((logits.argmax(axis=1) == dataset.y_test).mean())
+        batches = self._batches(dataset)
+        with self.phase("first_step"):
+            batch = trainer.put(*next(batches))
+            t0 = clock()
+            loss = trainer.step(batch)
+            trainer.sync()
+            self.record["first_step_s"] = clock() - t0
+            self.record["compile_cache"] = "cold" if c.repeat == 0 else "warm"
+        losses = [float(trainer.numpy(loss))]
+        if c.train:
+            with self.phase("train"):
+                self._train(batches, losses)
+            logits = trainer.numpy(trainer.predict(trainer.put(dataset.x_test)))
+            self.record["test_accuracy"] = float((logits.argmax(axis=1) == dataset.y_test).mean())
+        self.record["losses"] = losses
         self.steady = [trainer.put(x, y) for x, y in
                        _take(data.batches(dataset.x_train, dataset.y_train, c.batch_size,
                                           epoch=c.epochs, seed=c.seed), STEADY_BATCHES)]
         self.save()
 
-    def _train(self, dataset: data.Dataset) -> None:
-        """The training loop, written once for every framework: the fixed budget of epochs.
-
-        The first step (which includes any tracing or compiling) is timed on its own. Losses are
-        read back every step, so this phase is not the throughput measurement.
-        """
-        c, trainer = self.cell, self.trainer
-        losses: list[float] = []
-        t_start = clock()
+    def _batches(self, dataset: data.Dataset) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        c = self.cell
         for epoch in range(c.epochs):
-            for x, y in data.batches(dataset.x_train, dataset.y_train, c.batch_size, epoch,
-                                     c.seed):
-                batch = trainer.put(x, y)
-                t0 = clock()
-                loss = trainer.step(batch)
-                if not losses:
-                    trainer.sync()
-                    self.record["first_step_s"] = clock() - t0
-                    self.save()
-                losses.append(float(trainer.numpy(loss)))
+            yield from data.batches(dataset.x_train, dataset.y_train, c.batch_size, epoch, c.seed)
+
+    def _train(self, batches: Iterator[tuple[np.ndarray, np.ndarray]],
+               losses: list[float]) -> None:
+        """The training loop, written once for every framework: the rest of the budget.
+
+        Losses are read back every step, so this phase is not the throughput measurement.
+        """
+        trainer = self.trainer
+        t_start = clock()
+        for x, y in batches:
+            losses.append(float(trainer.numpy(trainer.step(trainer.put(x, y)))))
         trainer.sync()
-        self.record.update(train_s=clock() - t_start, train_steps=len(losses), losses=losses,
-                           final_loss=losses[-1] if losses else None)
-        if losses and not math.isfinite(losses[-1]):
+        self.record.update(train_s=clock() - t_start, train_steps=len(losses),
+                           final_loss=losses[-1])
+        if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"training diverged: final loss {losses[-1]}")
 
     def timed_sample(self, k: int) -> None:
@@ -120,33 +162,62 @@ class CellRun:
             trainer.step(batches[i % len(batches)])
         trainer.sync()
 
-    def calibrate(self) -> tuple[int, int, int]:
-        """Choose steps per sample (K), rounds and warm-up rounds from a rough step time."""
-        self.timed_sample(len(self.steady))  # warm: every steady batch seen once
+    def _time(self, k: int) -> float:
+        t0 = clock()
+        self.timed_sample(k)
+        return clock() - t0
+
+    def calibrate(self) -> tuple[int, int]:
+        """Steps per sample K (clock + sync under 1% of a sample), then warm up until the step
+        time is stable; returns (K, rounds)."""
+        trainer = self.trainer
+        self.timed_sample(len(self.steady))
+        idle = []
+        for _ in range(100):
+            t0 = clock()
+            trainer.sync()
+            idle.append(clock() - t0)
+        overhead = float(np.median(idle)) + _clock_cost()
         n, t0 = 0, clock()
         while clock() - t0 < 0.2 or n < 3:
             self.timed_sample(1)
             n += 1
-        est = (clock() - t0) / n
-        k = max(1, math.ceil(TARGET_SAMPLE_S / est))
-        rounds = max(MIN_ROUNDS, int(self.cell.steady_seconds / (k * est)))
-        warmup = max(3, rounds // 10)
-        self.record.update(steps_per_sample=k, rounds=rounds, warmup_rounds=warmup,
-                           calibration_step_s=est)
+        est = max((clock() - t0) / n - overhead, 1e-9)
+        k = max(1, math.ceil(overhead / (OVERHEAD_FRACTION * est)), math.ceil(MIN_SAMPLE_S / est))
+
+        reset_peak_rss()  # the "steady" memory phase: warm-up and timed samples
+        trainer.reset_device_peak()
+        t_start, samples, stable = clock(), [], False
+        while clock() - t_start < WARMUP_MAX_S:
+            samples.append(self._time(k))
+            if len(samples) >= 2 * WARMUP_WINDOW:
+                before = np.median(samples[-2 * WARMUP_WINDOW:-WARMUP_WINDOW])
+                now = np.median(samples[-WARMUP_WINDOW:])
+                if abs(now - before) <= WARMUP_TOLERANCE * before:
+                    stable = True
+                    break
+        per_sample = float(np.median(samples[-WARMUP_WINDOW:]))
+        rounds = max(MIN_ROUNDS, int(self.cell.steady_seconds / per_sample))
+        self.record.update(
+            steps_per_sample=k, rounds=rounds, sync_overhead_s=overhead, calibration_step_s=est,
+            warmup_samples=len(samples), warmup_steps=len(samples) * k,
+            warmup_s=clock() - t_start, warmup_stable=stable)
         self.save()
-        return k, rounds, warmup
+        return k, rounds
 
     def finish(self, samples: list[float]) -> None:
-        """Record the steady-state samples (seconds per K steps) and the process's peak memory."""
+        """Record the steady-state samples (seconds per K steps), memory, and the sync check."""
         k = self.record["steps_per_sample"]
         step_s = [s / k for s in samples]
-        stats = summarize(step_s)
-        self.record.update(
-            status="ok", step_samples_s=step_s,
-            step_median_s=stats["median"], step_q1_s=stats["q1"], step_q3_s=stats["q3"],
-            step_iqr_s=stats["iqr"], step_min_s=stats["min"],
-            samples_per_s=self.cell.batch_size / stats["median"],
-            peak_rss_bytes=peak_rss_bytes(), ended=now_iso())
+        self.record["step_samples_s"] = step_s
+        self.record["phase_peak_rss_bytes"]["steady"] = peak_rss_bytes()
+        self.record["phase_device_peak_bytes"]["steady"] = self.trainer.device_peak_bytes()
+        self.record["peak_rss_bytes"] = max(v for v in
+                                            self.record["phase_peak_rss_bytes"].values() if v)
+        self.record["nvml_process_bytes"] = nvml_process_bytes(os.getpid())
+        self.record["sync_check"] = sync_check(self.trainer, self.steady,
+                                               float(np.median(step_s)))
+        self.record.update(status="ok", ended=now_iso())
         self.save()
 
     def crashed(self, exc: BaseException) -> None:
@@ -154,6 +225,45 @@ class CellRun:
             self.fail("skipped", str(exc))
         else:
             self.fail("failed", "".join(traceback.format_exception(exc))[-4000:])
+
+
+def sync_check(trainer: Any, batches: list[Any], step_s: float) -> dict[str, Any]:
+    """Does ``sync`` wait for the work? Time N steps three ways: issue only; issue then sync;
+    issue then copy every parameter to the host (which must wait). A sync that returns early
+    looks like 'issue only' and far faster than the copy; the copy's own cost is subtracted."""
+    n = max(1, math.ceil(SYNC_CHECK_S / max(step_s, 1e-9)))
+
+    def timed(finish: Any) -> float:
+        trainer.sync()
+        t0 = clock()
+        for i in range(n):
+            trainer.step(batches[i % len(batches)])
+        finish()
+        elapsed = clock() - t0
+        trainer.sync()
+        trainer.weights()
+        return elapsed
+
+    trainer.sync()
+    t0 = clock()
+    trainer.weights()
+    copy_s = clock() - t0
+    trials: dict[str, list[float]] = {"issue": [], "sync": [], "read": []}
+    for _ in range(3):  # interleaved, best of three: machine noise hits all three alike
+        trials["issue"].append(timed(lambda: None))
+        trials["sync"].append(timed(trainer.sync))
+        trials["read"].append(timed(trainer.weights) - copy_s)
+    issue_s, sync_s, read_s = (min(trials[k]) for k in ("issue", "sync", "read"))
+    return {"ok": bool(sync_s >= SYNC_CHECK_RATIO * read_s), "steps": n, "issue_only_s": issue_s,
+            "sync_s": sync_s, "readback_s": read_s,
+            "asynchronous": bool(issue_s < SYNC_CHECK_RATIO * sync_s)}
+
+
+def _clock_cost() -> float:
+    t0 = clock()
+    for _ in range(1000):
+        clock()
+    return (clock() - t0) / 1000
 
 
 def _take(iterator: Any, n: int) -> list[Any]:

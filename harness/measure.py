@@ -30,6 +30,96 @@ def peak_rss_bytes() -> int | None:
     return None
 
 
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs), so the next
+    reading is the peak of what follows."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def set_threads(threads: int) -> dict[str, object]:
+    """Pin this process to `threads` CPUs of its affinity mask (0 = all of them), before any
+    framework starts its thread pools; frameworks size their pools from this mask, and the
+    backends also set torch's and TensorFlow's intra-op counts explicitly."""
+    if not hasattr(os, "sched_getaffinity"):
+        return {"threads": threads, "affinity": None}
+    mask = sorted(os.sched_getaffinity(0))
+    if 0 < threads < len(mask):
+        os.sched_setaffinity(0, mask[:threads])
+    used = sorted(os.sched_getaffinity(0))
+    return {"threads": len(used), "affinity": used}
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _nvml():  # noqa: ANN202 - the pynvml module, initialised, or None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception:  # no library, no driver, no GPU: all mean "no NVML here"
+        return None
+
+
+def nvml_process_bytes(pid: int) -> int | None:
+    """GPU memory NVML attributes to this process, summed over devices; None without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    total = 0
+    for i in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(i)
+        for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == pid and proc.usedGpuMemory:
+                total += proc.usedGpuMemory
+    return total
+
+
+def gpu_info() -> list[dict[str, object]]:
+    """Name, driver, memory, clocks and power limit of each GPU (NVML); [] without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return []
+    gpus = []
+    for i in range(nvml.nvmlDeviceGetCount()):
+        h = nvml.nvmlDeviceGetHandleByIndex(i)
+        def get(fn, *args, h=h):  # noqa: ANN001, ANN202
+            try:
+                return fn(h, *args)
+            except Exception:
+                return None
+        gpus.append({
+            "index": i, "name": get(nvml.nvmlDeviceGetName),
+            "driver": nvml.nvmlSystemGetDriverVersion(),
+            "memory_total_bytes": getattr(get(nvml.nvmlDeviceGetMemoryInfo), "total", None),
+            "sm_clock_mhz": get(nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM),
+            "sm_clock_max_mhz": get(nvml.nvmlDeviceGetMaxClockInfo, nvml.NVML_CLOCK_SM),
+            "power_limit_w": (get(nvml.nvmlDeviceGetPowerManagementLimit) or 0) / 1000 or None,
+        })
+    return gpus
+
+
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
+             "amx_bf16", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in CPU_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def summarize(samples: list[float] | np.ndarray) -> dict[str, float]:
     """Median, quartiles, IQR, min, mean of timing samples (seconds)."""
     a = np.asarray(samples, dtype=float)
@@ -73,8 +163,10 @@ def host_info() -> dict[str, object]:
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
+        "gpus": gpu_info(),
         "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
         **git_state(Path(__file__).resolve().parents[1]),
     }

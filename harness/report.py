@@ -16,30 +16,35 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from harness import results
+from harness import results, stats
 from harness.backends import MODE_DESCRIPTIONS
 
 TEMPLATES = Path(__file__).parent / "templates"
 COLORS = {"torch": "#ee4c2c", "tensorflow": "#ff8f00", "jax": "#4285f4"}
 DASHES = {"eager": "solid", "graph": "dot", "compiled": "dash"}
+OVERHEAD_LIMIT = 0.01
 
 
 def label(row: Any) -> str:
     return f"{row['framework']} {row['mode']}"
 
 
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None or pd.isna(seconds):
+def _missing(value: Any) -> bool:
+    return value is None or pd.isna(value)
+
+
+def fmt_s(seconds: float | None) -> str:
+    if _missing(seconds):
         return "–"
     if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} µs"
+        return f"{seconds * 1e6:.0f} µs" if seconds >= 1e-5 else f"{seconds * 1e6:.2f} µs"
     if seconds < 1:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds:.2f} s"
 
 
-def _fmt_bytes(n: float | None) -> str:
-    return "–" if n is None or pd.isna(n) else f"{n / 2**20:.0f} MiB"
+def fmt_bytes(n: float | None) -> str:
+    return "–" if _missing(n) else f"{n / 2**20:.0f} MiB"
 
 
 def _figure_html(fig: go.Figure) -> str:
@@ -47,18 +52,24 @@ def _figure_html(fig: go.Figure) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
-def _bars(ok: pd.DataFrame, column: str, title: str, scale: float = 1.0,
-          err: tuple[str, str] | None = None, log: bool = False) -> str:
+def _throughput(ok: pd.DataFrame) -> str:
     fig = go.Figure()
-    for _, row in ok.iterrows():
-        y = row[column] * scale
-        error_y = None
-        if err:  # throughput interval from the step-time quartiles
-            lo, hi = row["batch_size"] / row[err[1]], row["batch_size"] / row[err[0]]
-            error_y = dict(type="data", symmetric=False, array=[hi - y], arrayminus=[y - lo])
-        fig.add_bar(x=[label(row)], y=[y], name=label(row), error_y=error_y,
-                    marker_color=COLORS.get(row["framework"], "#888"), showlegend=False)
-    fig.update_layout(title=title, yaxis_type="log" if log else "linear")
+    for _, r in ok.iterrows():
+        y = r["samples_per_s"]
+        lo, hi = r["batch_size"] / r["step_ci_high_s"], r["batch_size"] / r["step_ci_low_s"]
+        fig.add_bar(x=[label(r)], y=[y], showlegend=False,
+                    error_y=dict(type="data", symmetric=False, array=[hi - y], arrayminus=[y - lo]),
+                    marker_color=COLORS.get(r["framework"], "#888"))
+    fig.update_layout(title="Throughput (samples/s, log scale; bars: 95% CI)", yaxis_type="log")
+    return _figure_html(fig)
+
+
+def _memory(ok: pd.DataFrame) -> str:
+    fig = go.Figure()
+    for _, r in ok.iterrows():
+        fig.add_bar(x=[label(r)], y=[r["peak_rss_bytes"] / 2**20], showlegend=False,
+                    marker_color=COLORS.get(r["framework"], "#888"))
+    fig.update_layout(title="Peak host memory of the cell process (MiB)")
     return _figure_html(fig)
 
 
@@ -89,22 +100,37 @@ def loss_agreement(cells: pd.DataFrame, losses: pd.DataFrame, first: int = 10) -
     return float((stack.max(axis=0) - stack.min(axis=0)).max())
 
 
-def summary(ok: pd.DataFrame) -> list[str]:
+def _ratio_text(r: Any) -> str:
+    return (f"{r['ratio']:.2f}× (95% CI {r['ci_low']:.2f}–{r['ci_high']:.2f})")
+
+
+def findings(ok: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
     """Plain-language findings for one workload."""
     if ok.empty:
         return ["No cell of this workload finished, so there is nothing to compare."]
     lines = []
     ranked = ok.sort_values("step_median_s")
     best = ranked.iloc[0]
-    text = f"Fastest steady-state training: <b>{label(best)}</b> at " \
-           f"{_fmt_s(best['step_median_s'])} per step ({best['samples_per_s']:,.0f} samples/s)"
-    if len(ranked) > 1:
-        second = ranked.iloc[1]
-        text += f", {second['step_median_s'] / best['step_median_s']:.2f}× faster than the " \
-                f"next, {label(second)}"
-    if len(ranked) > 2:
-        text += f"; slowest is {label(ranked.iloc[-1])} at " \
-                f"{ranked.iloc[-1]['step_median_s'] / best['step_median_s']:.1f}× the time"
+    text = (f"Fastest steady-state training: <b>{label(best)}</b> at "
+            f"{fmt_s(best['step_median_s'])} per step ({best['samples_per_s']:,.0f} samples/s)")
+    rival = ranked[ranked["framework"] != best["framework"]]
+    if len(rival):
+        other = rival.iloc[0]
+        pair = ratios[(ratios["a"] == other["cell_id"]) & (ratios["b"] == best["cell_id"])]
+        if pair.empty:
+            pair = ratios[(ratios["b"] == other["cell_id"]) & (ratios["a"] == best["cell_id"])]
+            inverted = True
+        else:
+            inverted = False
+        if len(pair):
+            p = pair.iloc[0]
+            ratio, lo, hi = ((1 / p["ratio"], 1 / p["ci_high"], 1 / p["ci_low"]) if inverted
+                             else (p["ratio"], p["ci_low"], p["ci_high"]))
+            verdict = stats.label(lo, hi)
+            text += (f"; the best other framework, {label(other)}, takes {ratio:.2f}× as long "
+                     f"(95% CI {lo:.2f}–{hi:.2f})")
+            if verdict == stats.NO_DIFFERENCE:
+                text += f": <b>{verdict}</b>"
     lines.append(text + ".")
     for fw, group in ok.groupby("framework"):
         modes = group.set_index("mode")
@@ -115,18 +141,17 @@ def summary(ok: pd.DataFrame) -> list[str]:
         for mode, r in modes.drop(index="eager").iterrows():
             ratio = eager["step_median_s"] / r["step_median_s"]
             speed = f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
-            parts.append(f"{mode} is {speed} per step than eager, after a first step of "
-                         f"{_fmt_s(r['first_step_s'])}")
+            when = ("never pays off" if _missing(r["break_even_step"])
+                    else "pays off from the first step" if r["break_even_step"] <= 1
+                    else f"pays off after {r['break_even_step']:,.0f} steps")
+            parts.append(f"{mode} is {speed} per step than eager; its first step "
+                         f"({fmt_s(r['first_step_cold_s'])} cold) {when}")
         if parts:
-            lines.append(f"{fw}: " + "; ".join(parts)
-                         + f" (eager's first step: {_fmt_s(eager['first_step_s'])}).")
-    slow = ok.sort_values("first_step_s").iloc[-1]
-    lines.append(f"Longest start-up: {label(slow)}, whose first step (compile included) took "
-                 f"{_fmt_s(slow['first_step_s'])}.")
+            lines.append(f"{fw}: " + "; ".join(parts) + ".")
     mem = ok.sort_values("peak_rss_bytes")
     lines.append(f"Lowest peak host memory: {label(mem.iloc[0])} "
-                 f"({_fmt_bytes(mem.iloc[0]['peak_rss_bytes'])}); highest: "
-                 f"{label(mem.iloc[-1])} ({_fmt_bytes(mem.iloc[-1]['peak_rss_bytes'])}).")
+                 f"({fmt_bytes(mem.iloc[0]['peak_rss_bytes'])}); highest: "
+                 f"{label(mem.iloc[-1])} ({fmt_bytes(mem.iloc[-1]['peak_rss_bytes'])}).")
     if best["step_median_s"] < 2e-3:
         lines.append("Caveat: steps this short (milliseconds or less) measure each framework's "
                      "per-step dispatch overhead more than its arithmetic; a bigger model or "
@@ -138,58 +163,90 @@ def summary(ok: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _table_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
+def _rows(cells: pd.DataFrame) -> list[dict[str, str]]:
     rows = []
     for _, r in cells.iterrows():
         ok = r["status"] == "ok"
         rows.append({
-            "label": label(r), "framework": r["framework"], "mode": r["mode"],
-            "what": MODE_DESCRIPTIONS.get((r["framework"], r["mode"]), ""),
+            "label": label(r), "what": MODE_DESCRIPTIONS.get((r["framework"], r["mode"]), ""),
             "status": r["status"],
-            "step": _fmt_s(r["step_median_s"]) if ok else "–",
-            "iqr": _fmt_s(r["step_iqr_s"]) if ok else "–",
+            "step": fmt_s(r["step_median_s"]) if ok else "–",
+            "ci": f"{fmt_s(r['step_ci_low_s'])} – {fmt_s(r['step_ci_high_s'])}" if ok else "–",
+            "vs": "–" if _missing(r["vs_fastest"]) else f"{r['vs_fastest']:.2f}×",
             "throughput": f"{r['samples_per_s']:,.0f}" if ok else "–",
-            "first_step": _fmt_s(r["first_step_s"]),
-            "import": _fmt_s(r["import_s"]),
-            "memory": _fmt_bytes(r["peak_rss_bytes"]),
-            "accuracy": "–" if pd.isna(r["test_accuracy"]) else f"{r['test_accuracy']:.3f}",
-            "samples": "–" if pd.isna(r["n_samples"]) else
-                       f"{r['n_samples']} × {r['steps_per_sample']} steps",
+            "mfu": "–" if _missing(r["mfu"]) else f"{r['mfu']:.1%}",
+            "import": fmt_s(r["import_s"]), "build": fmt_s(r["build_s"]),
+            "cold": fmt_s(r["first_step_cold_s"]), "warm": fmt_s(r["first_step_warm_s"]),
+            "warmup": "–" if _missing(r["warmup_steps"]) else f"{r['warmup_steps']:,.0f}",
+            "break_even": ("" if r["mode"] == "eager" else "never")
+            if _missing(r["break_even_step"]) else f"{r['break_even_step']:,.0f}",
+            "memory": fmt_bytes(r["peak_rss_bytes"]),
+            "accuracy": "–" if _missing(r["test_accuracy"]) else f"{r['test_accuracy']:.3f}",
+            "samples": "–" if _missing(r["n_samples"]) else
+                       f"{r['n_processes']} × {r['n_samples'] // max(r['n_processes'], 1)}",
         })
     return rows
 
 
+def _ratio_rows(cells: pd.DataFrame, ratios: pd.DataFrame) -> list[dict[str, str]]:
+    """Pairs worth reading: the same mode in two frameworks, and each framework's best mode."""
+    ids = set(cells["cell_id"])
+    ok = cells[cells["status"] == "ok"]
+    best = set(ok.sort_values("step_median_s").groupby("framework")["cell_id"].first())
+    mode = dict(zip(cells["cell_id"], cells["mode"]))
+    rows = []
+    for _, r in ratios[ratios["a"].isin(ids)].iterrows():
+        if mode[r["a"]] == mode[r["b"]] or {r["a"], r["b"]} <= best:
+            name = dict(zip(cells["cell_id"], cells.apply(label, axis=1)))
+            rows.append({"a": name[r["a"]], "b": name[r["b"]], "ratio": _ratio_text(r),
+                         "verdict": r["verdict"]})
+    return rows
+
+
 def context(run_dir: Path) -> dict[str, Any]:
-    table, losses, _ = results.load(run_dir)
+    tables = results.load(run_dir)
+    summary, losses, ratios = tables["summary"], tables["losses"], tables["ratios"]
     run = {"host": {}, "argv": [], **json.loads((run_dir / "run.json").read_text())}
-    sections = []
+    noop = summary[summary["framework"] == "noop"]
+    real = summary[summary["framework"] != "noop"]
     order = {w: i for i, w in enumerate(run.get("workloads", {}))}
-    table = table.sort_values("workload", key=lambda w: w.map(order), kind="stable")
-    for workload, cells in table.groupby("workload", sort=False):
+    real = real.sort_values("workload", key=lambda w: w.map(order), kind="stable")
+    sections = []
+    for workload, cells in real.groupby("workload", sort=False):
         cells = cells.sort_values(["framework", "mode"])
         ok = cells[cells["status"] == "ok"]
         sections.append({
             "workload": workload,
             "description": run.get("workloads", {}).get(workload, ""),
-            "rows": _table_rows(cells),
-            "summary": summary(ok),
-            "throughput": _bars(ok, "samples_per_s", "Throughput (samples/s, log scale; "
-                                "bars: IQR)", err=("step_q1_s", "step_q3_s"), log=True)
-                          if not ok.empty else "",
-            "memory": _bars(ok, "peak_rss_bytes", "Peak host memory of the cell process (MiB)",
-                            scale=1 / 2**20) if not ok.empty else "",
-            "losses": _loss_figure(cells, losses),
-            "agreement": loss_agreement(cells, losses),
+            "rows": _rows(cells), "ratios": _ratio_rows(cells, ratios),
+            "findings": findings(ok, ratios),
+            "throughput": _throughput(ok) if len(ok) else "",
+            "memory": _memory(ok) if len(ok) else "",
+            "losses": _loss_figure(cells, losses[losses["repeat"] == 0]),
+            "agreement": loss_agreement(cells, losses[losses["repeat"] == 0]),
         })
-    versions: dict[str, dict[str, Any]] = {}
-    for fw, info in run.get("framework_info", {}).items():
-        versions[fw] = info
-    problems = table[table["status"] != "ok"]
+    per_process = tables["results"]
+    failed_sync = sorted(set(per_process[(per_process["framework"] != "noop")
+                                         & (per_process["sync_ok"] == False)]["cell_id"]))  # noqa: E712
+    overhead = real["overhead_fraction"].dropna()
+    trust = {
+        "sync_failed": failed_sync,
+        "noop_step": fmt_s(noop["step_median_s"].iloc[0]) if len(noop) else None,
+        "max_overhead": f"{overhead.max():.3%}" if len(overhead) else None,
+        "overhead_warn": bool(len(overhead) and overhead.max() > OVERHEAD_LIMIT),
+        "worst_overhead_cell": real.loc[overhead.idxmax(), "cell_id"] if len(overhead) else None,
+        "unstable": sorted(set(per_process[per_process["warmup_stable"] == False]["cell_id"])),  # noqa: E712
+        "settings": sorted(set(per_process["settings"].dropna())),
+    }
+    problems = per_process[per_process["status"] != "ok"]
     return {
-        "run": run, "sections": sections, "versions": versions,
-        "problems": [{"cell_id": r["cell_id"], "status": r["status"], "reason": r["reason"] or ""}
-                     for _, r in problems.iterrows()],
-        "plotlyjs": get_plotlyjs(), "schema": results.SCHEMA,
+        "run": run, "sections": sections, "trust": trust,
+        "versions": run.get("framework_info", {}),
+        "peaks": {k: f"{v / 1e9:.0f} GFLOP/s" for k, v in
+                  run.get("gemm_peak_flops_per_s", {}).items()},
+        "problems": [{"cell_id": f"{r['cell_id']} (repeat {r['repeat']})", "status": r["status"],
+                      "reason": r["reason"] or ""} for _, r in problems.iterrows()],
+        "plotlyjs": get_plotlyjs(),
     }
 
 

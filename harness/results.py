@@ -1,56 +1,120 @@
-"""Raw cell outputs -> pandas tables -> Parquet and CSV. The schema lives here.
+"""Raw cell outputs -> pandas tables -> Parquet and CSV. The schemas live here.
 
-Three tables per run, all keyed by ``run_id`` and ``cell_id``:
-- ``results``: one row per cell (the contract between measuring and reporting);
-- ``losses``: the training loss at every step of every cell;
-- ``samples``: every steady-state timing sample of every cell.
-Run-wide facts (host, versions, arguments) are in ``run.json`` beside them.
+Per run, all keyed by ``run_id`` and ``cell_id`` (a cell runs in --repeats fresh processes):
+- ``results``: one row per cell process (repeat): what that process measured;
+- ``summary``: one row per cell: statistics over all its samples and processes (median with a
+  bootstrap CI, phases, MFU, break-even) - what the report reads;
+- ``ratios``: time ratios between cells of different frameworks (same workload, device, batch,
+  precision) with a CI and a verdict;
+- ``losses`` (loss at every training step) and ``samples`` (every steady-state sample).
+Run-wide facts (host, versions, GEMM peak, arguments) are in ``run.json`` beside them.
 """
 
 from __future__ import annotations
 
 import json
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-# column -> (pandas dtype, description). Units are in the names: _s seconds, _bytes bytes.
-SCHEMA: dict[str, tuple[str, str]] = {
+from harness import stats
+
+CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run this row belongs to (see run.json)"),
-    "cell_id": ("string", "workload-framework-mode-device-b<batch>"),
+    "cell_id": ("string", "workload-framework-mode-device-b<batch> (precision if not fp32)"),
     "workload": ("string", "workload name (harness.spec.WORKLOADS)"),
-    "framework": ("string", "torch | tensorflow | jax"),
+    "framework": ("string", "torch | tensorflow | jax (noop: the harness self-check)"),
     "mode": ("string", "eager | graph | compiled"),
     "device": ("string", "cpu | cuda"),
     "batch_size": ("Int64", "examples per training step"),
     "dataset": ("string", "dataset name"),
-    "precision": ("string", "numeric precision policy"),
+    "precision": ("string", "fp32 | tf32 | bf16 (settings read back are in `settings`)"),
     "status": ("string", "ok | failed | skipped | interrupted"),
     "reason": ("string", "why a cell failed or was skipped (error tail), else empty"),
+}
+
+SCHEMA: dict[str, tuple[str, str]] = {
+    **CELL_COLUMNS,
+    "repeat": ("Int64", "which of the cell's fresh processes (0 = cold compile caches)"),
     "framework_version": ("string", "version of the framework the cell ran"),
-    "intra_op_threads": ("Int64", "framework's intra-op thread setting as read back (0 = default)"),
+    "threads": ("Int64", "CPUs the process was pinned to (frameworks' pools sized to it)"),
+    "settings": ("string", "JSON: effective thread, precision and allocator settings read back"),
     "param_count": ("Int64", "trainable parameters"),
+    "train_step_flops": ("Int64", "analytic FLOPs of one training step (harness.flops)"),
     "import_s": ("Float64", "time to import the framework in a fresh process"),
     "build_s": ("Float64", "time to build the model, load weights and make the optimiser"),
     "first_step_s": ("Float64", "first training step, synced; includes tracing/compiling"),
-    "train_s": ("Float64", "whole training budget, first step and per-step loss readback included"),
-    "train_steps": ("Int64", "training steps in the budget"),
+    "compile_cache": ("string", "cold (empty caches, repeat 0) | warm (persistent caches kept)"),
+    "train_s": ("Float64", "training budget after the first step, loss read back every step"),
+    "train_steps": ("Int64", "training steps in the budget (first step included)"),
     "test_accuracy": ("Float64", "accuracy on the test split after the training budget"),
     "final_loss": ("Float64", "training loss at the last step of the budget"),
+    "warmup_steps": ("Int64", "steps run until the step time was stable"),
+    "warmup_s": ("Float64", "time spent warming up"),
+    "warmup_stable": ("boolean", "whether the rolling median settled before the limit"),
     "steps_per_sample": ("Int64", "K: steps per timing sample (one sync per sample)"),
+    "sync_overhead_s": ("Float64", "cost of one clock read + sync when idle"),
     "n_samples": ("Int64", "steady-state timing samples"),
-    "step_median_s": ("Float64", "median steady-state time per training step"),
+    "step_median_s": ("Float64", "median steady-state time per training step in this process"),
     "step_q1_s": ("Float64", "first quartile of the step time"),
     "step_q3_s": ("Float64", "third quartile of the step time"),
-    "step_iqr_s": ("Float64", "interquartile range of the step time"),
     "step_min_s": ("Float64", "fastest sample's time per step"),
-    "samples_per_s": ("Float64", "throughput: batch_size / step_median_s"),
-    "peak_rss_bytes": ("Int64", "peak resident memory of the cell process (VmHWM)"),
+    "peak_rss_bytes": ("Int64", "peak resident memory of the process over all phases (VmHWM)"),
+    "peak_rss_import_bytes": ("Int64", "VmHWM during the framework import"),
+    "peak_rss_build_bytes": ("Int64", "VmHWM while building (reset before the phase)"),
+    "peak_rss_first_step_bytes": ("Int64", "VmHWM during the first step (compile)"),
+    "peak_rss_train_bytes": ("Int64", "VmHWM during the training budget"),
+    "peak_rss_steady_bytes": ("Int64", "VmHWM during warm-up and steady-state timing"),
+    "device_peak_bytes": ("Int64", "GPU allocator peak (torch/TF/JAX's own counter); empty on CPU"),
+    "nvml_process_bytes": ("Int64", "GPU memory NVML attributes to the process; empty on CPU"),
+    "sync_ok": ("boolean", "the sync check: sync waited for the work"),
     "wall_s": ("Float64", "wall time of the cell process, start to exit"),
 }
-LOSSES_SCHEMA = {"run_id": "string", "cell_id": "string", "step": "Int64", "loss": "Float64"}
-SAMPLES_SCHEMA = {"run_id": "string", "cell_id": "string", "sample": "Int64", "step_s": "Float64"}
+
+SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
+    **CELL_COLUMNS,
+    "n_processes": ("Int64", "fresh processes (repeats) that finished"),
+    "n_samples": ("Int64", "timing samples over all processes"),
+    "step_median_s": ("Float64", "median step time over all samples of all processes"),
+    "step_ci_low_s": ("Float64", "95% hierarchical bootstrap CI of the median, low end"),
+    "step_ci_high_s": ("Float64", "95% hierarchical bootstrap CI of the median, high end"),
+    "step_iqr_s": ("Float64", "interquartile range of all samples"),
+    "samples_per_s": ("Float64", "throughput: batch_size / step_median_s"),
+    "vs_fastest": ("Float64", "step time / the fastest cell's of the same workload and device"),
+    "import_s": ("Float64", "median framework import time"),
+    "build_s": ("Float64", "median build time"),
+    "first_step_cold_s": ("Float64", "first step with empty compile caches (repeat 0)"),
+    "first_step_warm_s": ("Float64", "median first step of later processes (persistent caches)"),
+    "warmup_steps": ("Int64", "median warm-up length in steps"),
+    "break_even_step": ("Float64", "step after which this mode's total time beats eager's"),
+    "peak_rss_bytes": ("Int64", "largest VmHWM of any process"),
+    "device_peak_bytes": ("Int64", "largest GPU allocator peak of any process"),
+    "test_accuracy": ("Float64", "accuracy after the training budget (repeat 0)"),
+    "train_step_flops": ("Int64", "analytic FLOPs per training step"),
+    "achieved_flops_per_s": ("Float64", "train_step_flops / step_median_s"),
+    "mfu": ("Float64", "achieved_flops_per_s / the GEMM peak measured in this run"),
+    "overhead_fraction": ("Float64", "the no-op cell's harness cost per sample / this sample"),
+    "sync_ok": ("boolean", "every process passed the sync check"),
+}
+
+RATIO_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "the run"),
+    "workload": ("string", ""), "device": ("string", ""), "batch_size": ("Int64", ""),
+    "precision": ("string", ""),
+    "a": ("string", "cell id of the numerator"), "b": ("string", "cell id of the denominator"),
+    "ratio": ("Float64", "median step time of a / of b (below 1: a is faster)"),
+    "ci_low": ("Float64", "95% bootstrap CI of the ratio, low end"),
+    "ci_high": ("Float64", "95% bootstrap CI of the ratio, high end"),
+    "verdict": ("string", "faster | slower | no significant difference (CI holds 1, or in 1+-3%)"),
+}
+LOSSES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "step": "Int64",
+                 "loss": "Float64"}
+SAMPLES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "sample": "Int64",
+                  "step_s": "Float64"}
+PHASES = ("import", "build", "first_step", "train", "steady")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -61,64 +125,178 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Build the three tables from the raw per-cell files of a run directory."""
+    """Build the per-process table, losses and samples from a run directory's raw files."""
     run_id = _read(run_dir / "run.json").get("run_id", run_dir.name)
     rows, losses, samples = [], [], []
-    for cell_dir in sorted((run_dir / "cells").glob("*/")):
-        outcome = _read(cell_dir / "outcome.json")
+    for proc_dir in sorted((run_dir / "cells").glob("*/r*/")):
+        outcome = _read(proc_dir / "outcome.json")
         if not outcome:
             continue  # never started
-        record = _read(cell_dir / "cell.json")
-        cell = _read(cell_dir / "cell_spec.json")
-        info = record.get("framework_info", {})
+        record = _read(proc_dir / "cell.json")
+        cell = _read(proc_dir / "cell_spec.json")
+        cell_id, repeat = proc_dir.parent.name, int(proc_dir.name[1:])
         step_samples = record.get("step_samples_s", [])
+        phase_rss = record.get("phase_peak_rss_bytes", {})
+        device_peaks = [v for v in record.get("phase_device_peak_bytes", {}).values() if v]
         row = {k: record.get(k) for k in SCHEMA}
         row.update({k: cell.get(k) for k in ("workload", "framework", "mode", "device",
                                               "batch_size", "dataset", "precision")})
-        row.update(run_id=run_id, cell_id=cell_dir.name, status=outcome.get("status"),
-                   reason=outcome.get("reason"), wall_s=outcome.get("wall_s"),
-                   framework_version=info.get("framework_version"),
-                   intra_op_threads=info.get("intra_op_threads"),
-                   n_samples=len(step_samples) or None)
+        row.update(
+            run_id=run_id, cell_id=cell_id, repeat=repeat, status=outcome.get("status"),
+            reason=outcome.get("reason"), wall_s=outcome.get("wall_s"),
+            framework_version=record.get("framework_info", {}).get("framework_version"),
+            threads=record.get("threads", {}).get("threads"),
+            settings=json.dumps(record["settings"]) if "settings" in record else None,
+            n_samples=len(step_samples) or None,
+            sync_ok=record.get("sync_check", {}).get("ok"),
+            device_peak_bytes=max(device_peaks) if device_peaks else None,
+            **{f"peak_rss_{p}_bytes": phase_rss.get(p) for p in PHASES})
+        if step_samples:
+            q1, med, q3 = np.percentile(step_samples, [25, 50, 75])
+            row.update(step_median_s=med, step_q1_s=q1, step_q3_s=q3,
+                       step_min_s=min(step_samples))
         rows.append(row)
-        losses += [(run_id, cell_dir.name, i, v) for i, v in enumerate(record.get("losses", []))]
-        samples += [(run_id, cell_dir.name, i, v) for i, v in enumerate(step_samples)]
-    table = pd.DataFrame(rows, columns=list(SCHEMA))
-    return (conform(table),
-            _typed(pd.DataFrame(losses, columns=list(LOSSES_SCHEMA)), LOSSES_SCHEMA),
-            _typed(pd.DataFrame(samples, columns=list(SAMPLES_SCHEMA)), SAMPLES_SCHEMA))
+        losses += [(run_id, cell_id, repeat, i, v) for i, v in enumerate(record.get("losses", []))]
+        samples += [(run_id, cell_id, repeat, i, v) for i, v in enumerate(step_samples)]
+    return (_frame(rows, SCHEMA), _frame(losses, LOSSES_SCHEMA), _frame(samples, SAMPLES_SCHEMA))
+
+
+def summarize(table: pd.DataFrame, samples: pd.DataFrame,
+              peak_flops: float | None) -> pd.DataFrame:
+    """One row per cell: statistics over all samples of all its processes."""
+    groups = {cid: [g["step_s"].to_numpy() for _, g in s.groupby("repeat")]
+              for cid, s in samples.groupby("cell_id")}
+    noop = table[(table["framework"] == "noop") & (table["status"] == "ok")]
+    noop_step = float(noop["step_median_s"].median()) if len(noop) else None
+    noop_sample = float(noop["sync_overhead_s"].median()) if len(noop) else None
+    rows = []
+    for cell_id, procs in table.groupby("cell_id", sort=False):
+        first = procs.iloc[0]
+        ok = procs[procs["status"] == "ok"]
+        row: dict[str, Any] = {k: first[k] for k in CELL_COLUMNS}
+        row["status"] = "ok" if len(ok) == len(procs) else _worst(procs["status"])
+        bad = procs[procs["status"] != "ok"]
+        row["reason"] = bad["reason"].iloc[0] if len(bad) else None
+        row["n_processes"] = len(ok)
+        cold = procs[procs["repeat"] == 0]
+        row["first_step_cold_s"] = cold["first_step_s"].iloc[0] if len(cold) else None
+        warm = procs[procs["repeat"] > 0]["first_step_s"].dropna()
+        row["first_step_warm_s"] = warm.median() if len(warm) else None
+        trained = procs.dropna(subset=["test_accuracy"])
+        row["test_accuracy"] = trained["test_accuracy"].iloc[0] if len(trained) else None
+        for col in ("import_s", "build_s"):
+            row[col] = procs[col].median()
+        row["warmup_steps"] = round(procs["warmup_steps"].median()) \
+            if procs["warmup_steps"].notna().any() else None
+        for col in ("peak_rss_bytes", "device_peak_bytes", "train_step_flops"):
+            row[col] = procs[col].max()
+        row["sync_ok"] = bool(ok["sync_ok"].all()) if len(ok) else None
+        if cell_id in groups and len(ok):
+            med, lo, hi = stats.median_ci(groups[cell_id])
+            pooled = np.concatenate(groups[cell_id])
+            q1, q3 = np.percentile(pooled, [25, 75])
+            k = ok["steps_per_sample"].median()
+            row.update(n_samples=len(pooled), step_median_s=med, step_ci_low_s=lo,
+                       step_ci_high_s=hi, step_iqr_s=q3 - q1,
+                       samples_per_s=first["batch_size"] / med)
+            if pd.notna(row["train_step_flops"]) and first["framework"] != "noop":
+                row["achieved_flops_per_s"] = row["train_step_flops"] / med
+                if peak_flops:
+                    row["mfu"] = row["achieved_flops_per_s"] / peak_flops
+            if noop_step is not None and first["framework"] != "noop":
+                row["overhead_fraction"] = (noop_sample + k * noop_step) / (k * med)
+        rows.append(row)
+    summary = _frame(rows, SUMMARY_SCHEMA)
+    return _relate(summary)
+
+
+def _relate(summary: pd.DataFrame) -> pd.DataFrame:
+    """Fill vs_fastest and break_even_step, which compare cells with each other."""
+    keys = ["workload", "device", "batch_size", "precision"]
+    real = summary["framework"] != "noop"
+    for _, group in summary[real & summary["step_median_s"].notna()].groupby(keys):
+        fastest = group["step_median_s"].min()
+        summary.loc[group.index, "vs_fastest"] = group["step_median_s"] / fastest
+        for _, by_fw in group.groupby("framework"):
+            eager = by_fw[by_fw["mode"] == "eager"]
+            if eager.empty:
+                continue
+            e = eager.iloc[0]
+            for idx, r in by_fw[by_fw["mode"] != "eager"].iterrows():
+                summary.loc[idx, "break_even_step"] = stats.break_even_step(
+                    r["first_step_cold_s"], r["step_median_s"], e["first_step_cold_s"],
+                    e["step_median_s"])
+    return summary
+
+
+def ratios(summary: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of finished cells of different frameworks within one comparison group."""
+    groups = {cid: [g["step_s"].to_numpy() for _, g in s.groupby("repeat")]
+              for cid, s in samples.groupby("cell_id")}
+    keys = ["workload", "device", "batch_size", "precision"]
+    done = summary[(summary["framework"] != "noop") & summary["step_median_s"].notna()]
+    rows = []
+    for key, group in done.groupby(keys, sort=False):
+        for (_, a), (_, b) in combinations(group.iterrows(), 2):
+            if a["framework"] == b["framework"]:
+                continue
+            r, lo, hi = stats.ratio_ci(groups[a["cell_id"]], groups[b["cell_id"]])
+            rows.append({"run_id": a["run_id"], **dict(zip(keys, key)), "a": a["cell_id"],
+                         "b": b["cell_id"], "ratio": r, "ci_low": lo, "ci_high": hi,
+                         "verdict": stats.label(lo, hi)})
+    return _frame(rows, RATIO_SCHEMA)
+
+
+def _worst(statuses: pd.Series) -> str:
+    for status in ("failed", "interrupted", "skipped"):
+        if (statuses == status).any():
+            return status
+    return "ok"
+
+
+def _frame(rows: list[Any], schema: dict[str, Any]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(schema))
+    return _typed(df, schema)
+
+
+def _typed(df: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
+    dtypes = {c: (t[0] if isinstance(t, tuple) else t) for c, t in schema.items()}
+    missing = [c for c in dtypes if c not in df.columns]
+    if missing:
+        raise ValueError(f"table lacks columns {missing}; schema: {list(dtypes)}")
+    return df[list(dtypes)].astype(dtypes).reset_index(drop=True)
 
 
 def conform(table: pd.DataFrame) -> pd.DataFrame:
     """Check a results table against SCHEMA and cast it; raises ValueError naming what is off."""
-    missing = [c for c in SCHEMA if c not in table.columns]
-    if missing:
-        raise ValueError(f"results table lacks columns {missing}; schema: {list(SCHEMA)}")
-    return _typed(table[list(SCHEMA)], {c: t for c, (t, _) in SCHEMA.items()})
+    return _typed(table, SCHEMA)
 
 
-def _typed(df: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
-    return df.astype(dtypes).reset_index(drop=True)
+TABLES = {"results": SCHEMA, "summary": SUMMARY_SCHEMA, "ratios": RATIO_SCHEMA,
+          "losses": LOSSES_SCHEMA, "samples": SAMPLES_SCHEMA}
 
 
-def write(run_dir: Path) -> pd.DataFrame:
-    """Collect a run's raw outputs and save results/losses/samples as Parquet, results as CSV."""
+def write(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """Collect a run's raw outputs and save every table as Parquet (and the small ones as CSV)."""
     table, losses, samples = collect(run_dir)
-    table.to_parquet(run_dir / "results.parquet", index=False)
-    table.to_csv(run_dir / "results.csv", index=False)
-    losses.to_parquet(run_dir / "losses.parquet", index=False)
-    samples.to_parquet(run_dir / "samples.parquet", index=False)
-    return table
+    peak = _read(run_dir / "run.json").get("peak_flops_per_s")
+    summary = summarize(table, samples, peak)
+    tables = {"results": table, "summary": summary, "ratios": ratios(summary, samples),
+              "losses": losses, "samples": samples}
+    for name, df in tables.items():
+        df.to_parquet(run_dir / f"{name}.parquet", index=False)
+        if name in ("results", "summary", "ratios"):
+            df.to_csv(run_dir / f"{name}.csv", index=False)
+    return tables
 
 
-def load(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Read a run's tables back, checked against the schema."""
+def load(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """Read a run's tables back, checked against their schemas."""
     if not (run_dir / "results.parquet").exists():
         raise FileNotFoundError(f"{run_dir} holds no results.parquet; is it a framebench run?")
-    return (conform(pd.read_parquet(run_dir / "results.parquet")),
-            _typed(pd.read_parquet(run_dir / "losses.parquet"), LOSSES_SCHEMA),
-            _typed(pd.read_parquet(run_dir / "samples.parquet"), SAMPLES_SCHEMA))
+    return {name: _typed(pd.read_parquet(run_dir / f"{name}.parquet"), schema)
+            for name, schema in TABLES.items()}
 
 
-def schema_markdown() -> str:
-    return "\n".join(f"| `{c}` | {t} | {d} |" for c, (t, d) in SCHEMA.items())
+def schema_markdown(schema: dict[str, tuple[str, str]] = SCHEMA) -> str:
+    return "\n".join(f"| `{c}` | {t} | {d} |" for c, (t, d) in schema.items())

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,18 +50,29 @@ def cell_command(cell: Cell, out_dir: Path, python: str) -> list[str]:
             f"--benchmark-json={out_dir / 'benchmark.json'}"]
 
 
-def cell_env(cell: Cell, out_dir: Path, scratch: Path) -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """Environment for any child that imports harness from this checkout."""
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def cell_env(cell: Cell, out_dir: Path, cache: Path) -> dict[str, str]:
+    """The cell's environment. `cache` holds the persistent compile caches of this cell: empty
+    for repeat 0 (cold compile), kept for later repeats (warm: what a second run sees)."""
+    env = child_env()
     env.update({
         CELL_ENV: cell.to_json(), OUT_ENV: str(out_dir),
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        # Cold compiles: a fresh Inductor cache per cell, JAX's persistent cache off.
-        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
-        "TRITON_CACHE_DIR": str(scratch / "triton"),
-        "JAX_ENABLE_COMPILATION_CACHE": "false",
-        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+        "TRITON_CACHE_DIR": str(cache / "triton"),
+        "JAX_COMPILATION_CACHE_DIR": str(cache / "jax"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # NVML and the frameworks number GPUs alike
     })
+    if cell.threads:  # OpenMP/MKL pools (torch's among them) sized like the affinity mask
+        env.update(OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads))
     if cell.device == "cpu":
         env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
     else:
@@ -84,14 +94,15 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
               timeout_s: float = 900.0, command: Command = cell_command,
               on_start: Callable[[Cell], None] | None = None,
               on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run cells one after another. On Ctrl-C the running cell is stopped and marked interrupted,
-    and the outcomes so far are returned (the caller then writes what was measured)."""
+    """Run cells one after another, each in a fresh process. On Ctrl-C the running cell is
+    stopped and marked interrupted, and the outcomes so far are returned (the caller then writes
+    what was measured). Compile caches live in run_dir/cache and are removed at the end."""
     pythons = pythons or {}
     available: dict[str, bool] = {}
     outcomes: list[Outcome] = []
     for cell in cells:
         python = pythons.get(cell.framework, sys.executable)
-        out_dir = run_dir / "cells" / cell.id
+        out_dir = run_dir / "cells" / cell.id / f"r{cell.repeat}"
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "cell_spec.json").write_text(cell.to_json())
         if on_start:
@@ -104,7 +115,10 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
                 outcome = Outcome(cell, "skipped", f"{cell.framework} is not installed for "
                                   f"{python}: {BACKENDS[cell.framework].install_hint}")
             else:
-                outcome = _run_one(cell, out_dir, python, timeout_s, command)
+                cache = run_dir / "cache" / cell.id
+                if cell.repeat == 0:
+                    shutil.rmtree(cache, ignore_errors=True)
+                outcome = _run_one(cell, out_dir, python, timeout_s, command, cache)
         except KeyboardInterrupt:
             outcome = Outcome(cell, "interrupted", "interrupted (Ctrl-C)")
         (out_dir / "outcome.json").write_text(json.dumps(
@@ -114,19 +128,19 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
             on_done(outcome)
         if outcome.status == "interrupted":
             break
+    shutil.rmtree(run_dir / "cache", ignore_errors=True)
     return outcomes
 
 
 def _run_one(cell: Cell, out_dir: Path, python: str, timeout_s: float,
-             command: Command) -> Outcome:
-    scratch = Path(tempfile.mkdtemp(prefix="framebench-"))
+             command: Command, cache: Path) -> Outcome:
     log_path = out_dir / "log.txt"
     t0 = clock()
     status = reason = None
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command(cell, out_dir, python), stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=cell_env(cell, out_dir, scratch), cwd=ROOT,
+                                env=cell_env(cell, out_dir, cache), cwd=ROOT,
                                 start_new_session=True)  # Ctrl-C reaches us, not the cell
         try:
             rc = proc.wait(timeout=timeout_s)
@@ -137,7 +151,6 @@ def _run_one(cell: Cell, out_dir: Path, python: str, timeout_s: float,
             _kill(proc)
             rc, status, reason = None, "interrupted", "interrupted (Ctrl-C)"
     wall = clock() - t0
-    shutil.rmtree(scratch, ignore_errors=True)
     record = _read_json(out_dir / "cell.json")
     if status is None:
         status, reason = _judge(rc, record)

@@ -102,7 +102,7 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def layer_shapes(layers: tuple[Layer, ...], input_shape: Shape) -> list[tuple[Shape, Shape]]:
@@ -172,10 +172,16 @@ class Cell:
     steady_seconds: float = 2.0
     seed: int = 0
     precision: str = "fp32"
+    threads: int = 0        # CPUs to pin the process to; 0 = its whole affinity mask
+    repeat: int = 0         # which fresh process of this cell (0 runs with cold caches)
+    train: bool = True      # run the training budget (accuracy, loss curve) before timing
 
     @property
     def id(self) -> str:
-        return f"{self.workload}-{self.framework}-{self.mode}-{self.device}-b{self.batch_size}"
+        """Names the measurement, not the process: repeats share it."""
+        suffix = "" if self.precision == "fp32" else f"-{self.precision}"
+        return (f"{self.workload}-{self.framework}-{self.mode}-{self.device}-b{self.batch_size}"
+                + suffix)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

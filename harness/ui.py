@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,20 +39,50 @@ def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
         return runner.run_cells(cells, run_dir, pythons, timeout_s, on_start=start, on_done=done)
 
 
-def print_summary(table: pd.DataFrame, run_dir: Path, report_path: Path) -> None:
+def measure_peaks(pythons: dict[str, str]) -> dict[str, float]:
+    """float32 GEMM peak of numpy and of each framework whose interpreter has it (for MFU)."""
+    peaks = {}
+    with console.status("measuring the float32 GEMM peak (numpy and each framework)"):
+        for name, python in {"numpy": sys.executable, **pythons}.items():
+            if name != "numpy" and not runner.framework_available(python, name):
+                continue
+            done = subprocess.run([python, "-m", "harness.peak", name], capture_output=True,
+                                  text=True, cwd=runner.ROOT, env=runner.child_env())
+            if done.returncode == 0:
+                peaks[name] = json.loads(done.stdout.strip().splitlines()[-1])["flops_per_s"]
+            else:
+                console.print(f"[yellow]GEMM peak of {name} failed[/]: {done.stderr[-300:]}")
+    console.print("GEMM peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    return peaks
+
+
+def _fmt(value: float, fmt: str) -> str:
+    return "–" if pd.isna(value) else format(value, fmt)
+
+
+def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> None:
     t = Table(title=f"framebench {run_dir.name}")
-    for col in ("workload", "framework", "mode", "status", "median step", "samples/s",
-                "first step", "peak RSS", "accuracy"):
+    for col in ("workload", "framework", "mode", "status", "median step (95% CI) ms",
+                "samples/s", "first step s", "peak RSS MiB", "MFU", "accuracy"):
         t.add_column(col, justify="left" if col in ("workload", "framework", "mode") else "right")
-    for _, r in table.sort_values(["workload", "step_median_s"]).iterrows():
+    real = summary[summary["framework"] != "noop"]
+    for _, r in real.sort_values(["workload", "step_median_s"]).iterrows():
         ok = r["status"] == "ok"
         t.add_row(r["workload"], r["framework"], r["mode"],
                   f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",
-                  f"{r['step_median_s'] * 1e3:.3f} ms" if ok else "–",
-                  f"{r['samples_per_s']:,.0f}" if ok else "–",
-                  "–" if pd.isna(r["first_step_s"]) else f"{r['first_step_s']:.2f} s",
-                  "–" if pd.isna(r["peak_rss_bytes"]) else f"{r['peak_rss_bytes'] / 2**20:.0f} MiB",
-                  "–" if pd.isna(r["test_accuracy"]) else f"{r['test_accuracy']:.3f}")
+                  f"{r['step_median_s'] * 1e3:.3f} ({r['step_ci_low_s'] * 1e3:.3f}–"
+                  f"{r['step_ci_high_s'] * 1e3:.3f})" if ok else "–",
+                  _fmt(r["samples_per_s"], ",.0f"), _fmt(r["first_step_cold_s"], ".2f"),
+                  _fmt(r["peak_rss_bytes"] / 2**20, ".0f"), _fmt(r["mfu"], ".1%"),
+                  _fmt(r["test_accuracy"], ".3f"))
     console.print(t)
+    overhead = real["overhead_fraction"].max()
+    if pd.notna(overhead):
+        style = "bold red" if overhead > 0.01 else "green"
+        console.print(f"harness cost (no-op cell): at most [{style}]{overhead:.3%}[/] of a sample")
+    failed = real[real["sync_ok"] == False]  # noqa: E712 - nullable boolean
+    if len(failed):
+        console.print("[bold red]UNTRUSTWORTHY[/]: sync check failed for "
+                      + ", ".join(failed["cell_id"]))
     console.print(f"results: {run_dir}")
     console.print(f"report:  [bold]{report_path}[/]")

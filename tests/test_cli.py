@@ -24,6 +24,8 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
         (["--modes", "turbo"], "valid modes: eager, compiled, graph"),
         (["--devices", "tpu"], "valid devices: cpu, cuda"),
         (["--dataset", "cifar"], "valid datasets: digits, mnist, fashion-mnist, synthetic"),
+        (["--precision", "fp8"], "valid precisions: fp32, tf32, bf16"),
+        (["--threads", "999"], "--threads must be between 1 and"),
         (["--modes", "graph", "--frameworks", "torch"], "tensorflow: eager, graph, compiled"),
     ]:
         proc = run_cli(*args, "--results-dir", "r", cwd=tmp_path)
@@ -35,23 +37,44 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
 def test_end_to_end_run(small_run: Path) -> None:
     run_dir = small_run / "results" / "small"
     table = pd.read_parquet(run_dir / "results.parquet")
-    assert len(table) == 6 and set(table["status"]) == {"ok"}
-    assert set(table["framework"]) == {"torch", "tensorflow", "jax"}
-    assert (table["step_median_s"] > 0).all() and (table["peak_rss_bytes"] > 50e6).all()
+    assert len(table) == 7 and set(table["status"]) == {"ok"}  # 6 cells + the no-op self-check
+    assert set(table["framework"]) == {"torch", "tensorflow", "jax", "noop"}
+    real = table[table["framework"] != "noop"]
+    assert (real["step_median_s"] > 0).all() and (real["peak_rss_bytes"] > 50e6).all()
+    assert real["sync_ok"].all() and (real["threads"] >= 1).all()
     for cell_id in table["cell_id"]:
-        bench = json.loads((run_dir / "cells" / cell_id / "benchmark.json").read_text())
+        bench = json.loads((run_dir / "cells" / cell_id / "r0" / "benchmark.json").read_text())
         [entry] = bench["benchmarks"]
         assert len(entry["stats"]["data"]) >= 30  # every pytest-benchmark sample is kept
     stdout = (small_run / "stdout.txt").read_text()
     assert "report:" in stdout and "median step" in stdout
     assert (small_run / "reports" / "latest.html").exists()
-    assert json.loads((run_dir / "run.json").read_text())["framework_info"]["jax"]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["framework_info"]["jax"] and run["peak_flops_per_s"] > 1e9
+    assert set(run["gemm_peak_flops_per_s"]) == {"numpy", "torch", "tensorflow", "jax"}
+    summary = pd.read_parquet(run_dir / "summary.parquet").set_index("cell_id")
+    mlp = summary.loc["mlp-jax-eager-cpu-b32"]
+    assert mlp["step_ci_low_s"] <= mlp["step_median_s"] <= mlp["step_ci_high_s"]
+    assert 0 < mlp["mfu"] < 1 and mlp["overhead_fraction"] < 0.01
+
+
+def test_repeats_interleave_frameworks() -> None:
+    from harness.__main__ import make_cells, run_parser
+
+    cells = make_cells(run_parser().parse_args(
+        ["--workloads", "mlp", "--modes", "compiled", "--repeats", "2"]))
+    assert cells[0].framework == "noop"
+    order = [(c.framework, c.repeat) for c in cells[1:]]
+    assert order == [("torch", 0), ("tensorflow", 0), ("jax", 0),
+                     ("jax", 1), ("tensorflow", 1), ("torch", 1)]
+    assert [c.train for c in cells[1:]] == [True] * 3 + [False] * 3
+    assert len({c.threads for c in cells}) == 1 and cells[0].threads >= 1
 
 
 def test_readme_documents_the_schema_and_test_command() -> None:
-    from harness.results import schema_markdown
+    from harness.results import SUMMARY_SCHEMA, schema_markdown
     from tests.conftest import ROOT
 
     readme = (ROOT / "README.md").read_text()
-    assert schema_markdown() in readme
+    assert schema_markdown() in readme and schema_markdown(SUMMARY_SCHEMA) in readme
     assert "nox -s tests" in readme and "nox -s tests" in (ROOT / ".ci" / "run").read_text()

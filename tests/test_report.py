@@ -29,8 +29,10 @@ def test_report_renders_every_section(small_run: Path) -> None:
     html = (small_run / "reports" / "small" / "index.html").read_text()
     parsed = Ids()
     parsed.feed(html)
-    assert {"summary", "workload-mlp", "workload-cnn", "failures", "environment",
+    assert {"summary", "workload-mlp", "workload-cnn", "trust", "failures", "environment",
             "method"} <= parsed.ids
+    assert "untrustworthy" not in parsed.ids
+    assert parsed.classes.count("phases") == 2 and parsed.classes.count("ratios") == 2
     assert parsed.classes.count("throughput") == 2 and parsed.classes.count("losses") == 2
     assert parsed.classes.count("certificate") == 2
     assert "Fastest steady-state training" in html and "Every cell finished." in html
@@ -41,7 +43,8 @@ def test_report_renders_every_section(small_run: Path) -> None:
 
 def test_failed_cells_are_shown(tmp_path: Path) -> None:
     crash = Cell("jax", "mlp", "eager")
-    runner.run_cells([crash], tmp_path, command=lambda c, o, p: [p, "-c", "import os; os.abort()"])
+    runner.run_cells([crash], tmp_path,
+                     command=lambda c, o, p: [p, "-c", "import os; os.abort()"])
     (tmp_path / "run.json").write_text(json.dumps({"run_id": tmp_path.name}))
     results.write(tmp_path)
     html = report.render(tmp_path, tmp_path / "reports").read_text()
@@ -71,3 +74,15 @@ def test_report_in_a_real_browser(small_run: Path, tmp_path: Path) -> None:
     assert page_errors == []
     assert plots == 6  # throughput, memory, losses for each of two workloads
     assert traces == 6  # three frameworks' loss curves in each workload
+
+
+def test_a_failed_sync_check_marks_the_run_untrustworthy(small_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run / "results" / "small", run_dir)
+    record_path = next(run_dir.glob("cells/mlp-jax-eager-*/r0/cell.json"))
+    record = json.loads(record_path.read_text())
+    record["sync_check"]["ok"] = False
+    record_path.write_text(json.dumps(record))
+    results.write(run_dir)
+    html = report.render(run_dir, tmp_path / "reports").read_text()
+    assert 'id="untrustworthy"' in html and "mlp-jax-eager-cpu-b32" in html

@@ -10,16 +10,22 @@ from harness import results
 
 def test_round_trip_through_parquet_keeps_the_schema(small_run: Path) -> None:
     run_dir = small_run / "results" / "small"
-    table, losses, samples = results.load(run_dir)
-    assert list(table.columns) == list(results.SCHEMA)
-    for column, (dtype, _) in results.SCHEMA.items():
-        assert str(table[column].dtype) == dtype, column
-    again, _, _ = results.collect(run_dir)
-    pd.testing.assert_frame_equal(table, again)
+    tables = results.load(run_dir)
+    for name, schema in results.TABLES.items():
+        df = tables[name]
+        assert list(df.columns) == list(schema), name
+        for column, spec in schema.items():
+            dtype = spec[0] if isinstance(spec, tuple) else spec
+            assert str(df[column].dtype) == dtype, (name, column)
+    table, losses, samples = results.collect(run_dir)
+    pd.testing.assert_frame_equal(tables["results"], table)
     csv = pd.read_csv(run_dir / "results.csv")
     assert list(csv.columns) == list(results.SCHEMA) and len(csv) == len(table)
     assert losses.groupby("cell_id").size().min() >= 1
     assert (samples.groupby("cell_id").size() == table.set_index("cell_id")["n_samples"]).all()
+    ratios = tables["ratios"]
+    assert len(ratios) == 2 * 3  # per workload: the three pairs of frameworks (eager only)
+    assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
 
 
 def test_a_table_missing_columns_is_refused() -> None:

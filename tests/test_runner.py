@@ -37,10 +37,10 @@ def test_crash_and_hang_are_recorded_and_the_rest_completes(tmp_path: Path) -> N
     assert "timed out after 30 s" in by_cell[HANG].reason and "hanging" in by_cell[HANG].reason
     assert by_cell[REAL].status == "ok", by_cell[REAL].reason
     (tmp_path / "run.json").write_text('{"run_id": "faults"}')
-    table = results.write(tmp_path).set_index("cell_id")
+    table = results.write(tmp_path)["results"].set_index("cell_id")
     assert table.loc[REAL.id, "step_median_s"] > 0
     assert table.loc[REAL.id, "test_accuracy"] > 0.1
-    assert (tmp_path / "cells" / REAL.id / "benchmark.json").exists()
+    assert (tmp_path / "cells" / REAL.id / "r0" / "benchmark.json").exists()
     assert set(table["status"]) == {"ok", "failed"}
 
 
@@ -79,4 +79,4 @@ def test_ctrl_c_keeps_finished_cells(tmp_path: Path) -> None:
     outcomes = runner.run_cells(quick, tmp_path, timeout_s=60, command=command)
     assert [o.status for o in outcomes] == ["failed", "failed", "interrupted"]
     assert len(outcomes) == 3  # the cell after the interrupt never started
-    assert (tmp_path / "cells" / quick[0].id / "outcome.json").exists()
+    assert (tmp_path / "cells" / quick[0].id / "r0" / "outcome.json").exists()

@@ -1,7 +1,9 @@
 """Backend registry. Names are framework import names; modules are imported lazily.
 
-Each backend module provides ``info() -> dict`` (versions and effective settings) and
-``build(workload, weights, mode, device, input_shape) -> Trainer`` (see ``Trainer`` below).
+Each backend module provides ``info() -> dict`` (versions), ``configure(device, precision,
+threads) -> dict`` (applies thread and precision settings before anything runs and returns them
+as read back) and ``build(workload, weights, mode, device, input_shape, precision) -> Trainer``
+(see ``Trainer`` below).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ BACKENDS: dict[str, BackendInfo] = {
         "pip install 'framebench[jax]' (or let `nox -s bench` make its venv)",
     ),
 }
+FRAMEWORKS = dict(BACKENDS)  # what users choose from; BACKENDS adds the self-check below
+BACKENDS["noop"] = BackendInfo("harness.backends.noop_backend", ("eager",), "numpy", "")
 
 MODE_DESCRIPTIONS = {
     ("torch", "eager"): "torch eager (nn.Sequential, torch.optim.Adam)",
@@ -45,9 +49,10 @@ MODE_DESCRIPTIONS = {
     ("tensorflow", "compiled"): "tf.function(jit_compile=True): the whole step through XLA",
     ("jax", "eager"): "JAX op-by-op dispatch, no jit",
     ("jax", "compiled"): "jax.jit of the whole step, params and Adam state donated",
+    ("noop", "eager"): "self-check: a step that does nothing (the harness's own cost)",
 }
 
-ALL_MODES = tuple(dict.fromkeys(m for b in BACKENDS.values() for m in b.modes))
+ALL_MODES = tuple(dict.fromkeys(m for b in FRAMEWORKS.values() for m in b.modes))
 
 
 class Unavailable(RuntimeError):
@@ -74,6 +79,12 @@ class Trainer(Protocol):
 
     def weights(self) -> list[np.ndarray]:
         """Current parameters in the canonical layout and order (see harness.spec)."""
+
+    def reset_device_peak(self) -> None:
+        """Start a new allocator peak on the GPU (no-op on CPU)."""
+
+    def device_peak_bytes(self) -> int | None:
+        """The framework allocator's peak on the GPU since the last reset; None on CPU."""
 
 
 def load(framework: str) -> ModuleType:

@@ -21,14 +21,28 @@ def info() -> dict[str, Any]:
     return {
         "framework_version": tf.__version__,
         "keras_version": keras.__version__,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "cuda_version": build.get("cuda_version"),
         "cudnn_version": build.get("cudnn_version"),
         "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPUs)"),
-        "matmul_tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
         "model_api": "keras.Sequential (Keras 3) + tf.GradientTape",
     }
+
+
+def configure(device: str, precision: str, threads: int) -> dict[str, Any]:
+    """Thread pools, TF32 and the Keras dtype policy, read back. Must run before TF starts."""
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16"
+                                            else "float32")
+    if device == "cuda":
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)  # no grab-everything
+    return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "matmul_tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+            "keras_dtype_policy": keras.mixed_precision.global_policy().name}
 
 
 def _device(device: str) -> str:
@@ -59,7 +73,7 @@ def _translate(workload: Workload, input_shape: Shape) -> keras.Sequential:
 
 class TensorFlowTrainer:
     def __init__(self, workload: Workload, weights: list[np.ndarray], mode: str, device: str,
-                 input_shape: Shape) -> None:
+                 input_shape: Shape, precision: str) -> None:
         self.device = _device(device)
         with tf.device(self.device):
             self.model = _translate(workload, input_shape)
@@ -77,7 +91,7 @@ class TensorFlowTrainer:
 
     def _eager_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            logits = self.model(x, training=True)
+            logits = tf.cast(self.model(x, training=True), tf.float32)  # float32 loss always
             loss = tf.reduce_mean(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         grads = tape.gradient(loss, self.params)
@@ -118,10 +132,19 @@ class TensorFlowTrainer:
     def numpy(self, value: Any) -> np.ndarray:
         return value.numpy()
 
+    def reset_device_peak(self) -> None:
+        if self.device != "/CPU:0":
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+    def device_peak_bytes(self) -> int | None:
+        if self.device == "/CPU:0":
+            return None
+        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
     def weights(self) -> list[np.ndarray]:
         return [p.numpy() for p in self.params]
 
 
 def build(workload: Workload, weights: list[np.ndarray], mode: str, device: str,
-          input_shape: Shape) -> TensorFlowTrainer:
-    return TensorFlowTrainer(workload, weights, mode, device, input_shape)
+          input_shape: Shape, precision: str = "fp32") -> TensorFlowTrainer:
+    return TensorFlowTrainer(workload, weights, mode, device, input_shape, precision)

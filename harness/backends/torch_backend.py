@@ -16,13 +16,32 @@ from harness.spec import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Shape, Workloa
 def info() -> dict[str, Any]:
     return {
         "framework_version": torch.__version__,
-        "intra_op_threads": torch.get_num_threads(),
-        "inter_op_threads": torch.get_num_interop_threads(),
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-        "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "mkldnn_available": torch.backends.mkldnn.is_available(),
         "model_api": "torch.nn.Sequential",
     }
+
+
+def configure(device: str, precision: str, threads: int) -> dict[str, Any]:
+    """Thread count and float32 precision (TF32 on or off, cuBLAS and cuDNN), read back."""
+    if threads:
+        torch.set_num_threads(threads)
+    fp32 = "tf32" if precision == "tf32" else "ieee"
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9 API
+        torch.backends.cuda.matmul.fp32_precision = fp32
+        torch.backends.cudnn.conv.fp32_precision = fp32
+        torch.backends.cudnn.rnn.fp32_precision = fp32
+        read = {"cuda_matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+                "cudnn_conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision}
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = fp32 == "tf32"
+        torch.backends.cudnn.allow_tf32 = fp32 == "tf32"
+        read = {"cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
+    return {"intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(), **read,
+            "compute_dtype": "bfloat16 (autocast)" if precision == "bf16" else "float32"}
 
 
 def _device(device: str) -> torch.device:
@@ -86,8 +105,9 @@ def _chw_rows_to_hwc(kernel: np.ndarray, hwc: Shape) -> np.ndarray:
 
 class TorchTrainer:
     def __init__(self, workload: Workload, weights: list[np.ndarray], mode: str, device: str,
-                 input_shape: Shape) -> None:
+                 input_shape: Shape, precision: str) -> None:
         self.device = _device(device)
+        self.bf16 = precision == "bf16"
         model, self._image_fed = _translate(workload, weights, input_shape)
         self.model = model.to(self.device)
         opt = workload.optimizer
@@ -98,7 +118,9 @@ class TorchTrainer:
 
     def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(x), y)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y)  # the loss in float32 in every precision
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -130,6 +152,13 @@ class TorchTrainer:
     def numpy(self, value: Any) -> np.ndarray:
         return value.detach().cpu().numpy()
 
+    def reset_device_peak(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def device_peak_bytes(self) -> int | None:
+        return torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
+
     def weights(self) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for i, m in enumerate(self.model):
@@ -145,5 +174,5 @@ class TorchTrainer:
 
 
 def build(workload: Workload, weights: list[np.ndarray], mode: str, device: str,
-          input_shape: Shape) -> TorchTrainer:
-    return TorchTrainer(workload, weights, mode, device, input_shape)
+          input_shape: Shape, precision: str = "fp32") -> TorchTrainer:
+    return TorchTrainer(workload, weights, mode, device, input_shape, precision)
