@@ -36,3 +36,20 @@ def train_step_flops(workload: Workload, input_shape: Shape, batch: int) -> int:
     weight_grads = sum(macs)
     input_grads = sum(macs[1:])
     return 2 * batch * (forward + weight_grads + input_grads)
+
+
+# Dense (no sparsity) datasheet peaks in FLOP/s, by GPU name fragment and precision. fp32 is
+# plain FP32 (CUDA cores); tf32 and bf16 are tensor-core figures.
+DATASHEET_PEAKS: dict[str, dict[str, float]] = {
+    "H200": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12},
+    "H100": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12},   # SXM
+    "A100": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12},
+}
+
+
+def datasheet_peak(gpu_name: str | None, precision: str) -> float | None:
+    """The datasheet peak of a known GPU at a precision, else None (CPUs have none we trust)."""
+    for fragment, peaks in DATASHEET_PEAKS.items():
+        if gpu_name and fragment in gpu_name:
+            return peaks.get(precision)
+    return None

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.flops import datasheet_peak
 
 CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run this row belongs to (see run.json)"),
@@ -96,6 +97,7 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "train_step_flops": ("Int64", "analytic FLOPs per training step"),
     "achieved_flops_per_s": ("Float64", "train_step_flops / step_median_s"),
     "mfu": ("Float64", "achieved_flops_per_s / the GEMM peak measured in this run"),
+    "mfu_datasheet": ("Float64", "achieved_flops_per_s / the GPU's datasheet peak (cuda cells)"),
     "overhead_fraction": ("Float64", "the no-op cell's harness cost per sample / this sample"),
     "sync_ok": ("boolean", "every process passed the sync check"),
 }
@@ -161,8 +163,8 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return (_frame(rows, SCHEMA), _frame(losses, LOSSES_SCHEMA), _frame(samples, SAMPLES_SCHEMA))
 
 
-def summarize(table: pd.DataFrame, samples: pd.DataFrame,
-              peak_flops: float | None) -> pd.DataFrame:
+def summarize(table: pd.DataFrame, samples: pd.DataFrame, peak_flops: float | None,
+              gpu_name: str | None = None) -> pd.DataFrame:
     """One row per cell: statistics over all samples of all its processes."""
     groups = {cid: [g["step_s"].to_numpy() for _, g in s.groupby("repeat")]
               for cid, s in samples.groupby("cell_id")}
@@ -203,6 +205,9 @@ def summarize(table: pd.DataFrame, samples: pd.DataFrame,
                 row["achieved_flops_per_s"] = row["train_step_flops"] / med
                 if peak_flops:
                     row["mfu"] = row["achieved_flops_per_s"] / peak_flops
+                sheet = datasheet_peak(gpu_name, first["precision"])
+                if first["device"] == "cuda" and sheet:
+                    row["mfu_datasheet"] = row["achieved_flops_per_s"] / sheet
             if noop_step is not None and first["framework"] != "noop":
                 row["overhead_fraction"] = (noop_sample + k * noop_step) / (k * med)
         rows.append(row)
@@ -279,8 +284,9 @@ TABLES = {"results": SCHEMA, "summary": SUMMARY_SCHEMA, "ratios": RATIO_SCHEMA,
 def write(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Collect a run's raw outputs and save every table as Parquet (and the small ones as CSV)."""
     table, losses, samples = collect(run_dir)
-    peak = _read(run_dir / "run.json").get("peak_flops_per_s")
-    summary = summarize(table, samples, peak)
+    run = _read(run_dir / "run.json")
+    gpus = run.get("host", {}).get("gpus") or [{}]
+    summary = summarize(table, samples, run.get("peak_flops_per_s"), gpus[0].get("name"))
     tables = {"results": table, "summary": summary, "ratios": ratios(summary, samples),
               "losses": losses, "samples": samples}
     for name, df in tables.items():

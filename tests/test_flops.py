@@ -22,3 +22,11 @@ def test_cnn_by_hand() -> None:
     assert train_step_flops(cnn, (8, 8, 1), 1) == 2 * (total + total + total - conv1)
     # 28x28 MNIST: the same formula, bigger maps
     assert layer_macs(cnn, (28, 28, 1))[0] == 28 * 28 * 9 * 6
+
+
+def test_datasheet_peaks() -> None:
+    from harness.flops import datasheet_peak
+
+    assert datasheet_peak("NVIDIA H200", "bf16") == 989.4e12
+    assert datasheet_peak("NVIDIA A100-SXM4-80GB", "fp32") == 19.5e12
+    assert datasheet_peak("AMD EPYC", "fp32") is None and datasheet_peak(None, "fp32") is None
