@@ -37,7 +37,11 @@ OUT_ENV = "FRAMEBENCH_OUT"
 
 STEADY_BATCHES = 8        # distinct device-resident batches cycled in the timed phase
 OVERHEAD_FRACTION = 0.01  # clock + sync cost must stay under 1% of a sample
-MIN_SAMPLE_S = 1e-3
+# A sync also ends the overlap of Python dispatch with asynchronous compute (JAX): the next
+# sample restarts an empty pipeline, a cost of about one dispatch (tens of µs) that the idle
+# sync time does not show. Samples of at least 20 ms keep it well under 1%; with 1 ms samples
+# JAX's mlp step read 6-50% slower than a hand-written loop syncing every ~25 ms.
+MIN_SAMPLE_S = 0.02
 MIN_ROUNDS = 30
 WARMUP_WINDOW = 5         # warm-up ends when the median of the last 5 samples moves < 2%
 WARMUP_TOLERANCE = 0.02
