@@ -46,7 +46,8 @@ def measure_peaks(pythons: dict[str, str]) -> dict[str, float]:
         for name, python in {"numpy": sys.executable, **pythons}.items():
             if name != "numpy" and not runner.framework_available(python, name):
                 continue
-            done = subprocess.run([python, "-m", "harness.peak", name], capture_output=True,
+            done = subprocess.run([python, "-m", "harness.backends.peak", name],
+                                  capture_output=True,
                                   text=True, cwd=runner.ROOT, env=runner.child_env())
             if done.returncode == 0:
                 peaks[name] = json.loads(done.stdout.strip().splitlines()[-1])["flops_per_s"]

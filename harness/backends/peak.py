@@ -1,8 +1,8 @@
 """The machine's measured float32 GEMM peak, for MFU: best of numpy and each framework.
 
-Run as ``python -m harness.peak FRAMEWORK`` in that framework's interpreter (numpy needs none);
-prints {"framework", "n", "flops_per_s"} as JSON. Square n x n float32 matmuls, synced, best of
-several, after a warm-up (which also compiles where the framework compiles).
+Run as ``python -m harness.backends.peak FRAMEWORK`` in that framework's interpreter (numpy
+needs none); prints {"framework", "n", "flops_per_s"} as JSON. Square n x n float32 matmuls,
+synced, best of several, after a warm-up (which also compiles where the framework compiles).
 """
 
 from __future__ import annotations
