@@ -120,14 +120,6 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def summarize(samples: list[float] | np.ndarray) -> dict[str, float]:
-    """Median, quartiles, IQR, min, mean of timing samples (seconds)."""
-    a = np.asarray(samples, dtype=float)
-    q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
-            "min": float(a.min()), "mean": float(a.mean()), "n": int(a.size)}
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -163,11 +163,15 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return (_frame(rows, SCHEMA), _frame(losses, LOSSES_SCHEMA), _frame(samples, SAMPLES_SCHEMA))
 
 
-def summarize(table: pd.DataFrame, samples: pd.DataFrame, peak_flops: float | None,
-              gpu_name: str | None = None) -> pd.DataFrame:
+def sample_groups(samples: pd.DataFrame) -> dict[str, list[np.ndarray]]:
+    """{cell_id: [step times of each process]}: the input of every statistic."""
+    return {cid: [g["step_s"].to_numpy() for _, g in s.groupby("repeat")]
+            for cid, s in samples.groupby("cell_id")}
+
+
+def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
+              peak_flops: float | None, gpu_name: str | None = None) -> pd.DataFrame:
     """One row per cell: statistics over all samples of all its processes."""
-    groups = {cid: [g["step_s"].to_numpy() for _, g in s.groupby("repeat")]
-              for cid, s in samples.groupby("cell_id")}
     noop = table[(table["framework"] == "noop") & (table["status"] == "ok")]
     noop_step = float(noop["step_median_s"].median()) if len(noop) else None
     noop_sample = float(noop["sync_overhead_s"].median()) if len(noop) else None
@@ -234,10 +238,8 @@ def _relate(summary: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def ratios(summary: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+def ratios(summary: pd.DataFrame, groups: dict[str, list[np.ndarray]]) -> pd.DataFrame:
     """Every pair of finished cells of different frameworks within one comparison group."""
-    groups = {cid: [g["step_s"].to_numpy() for _, g in s.groupby("repeat")]
-              for cid, s in samples.groupby("cell_id")}
     keys = ["workload", "device", "batch_size", "precision"]
     done = summary[(summary["framework"] != "noop") & summary["step_median_s"].notna()]
     rows = []
@@ -286,8 +288,9 @@ def write(run_dir: Path) -> dict[str, pd.DataFrame]:
     table, losses, samples = collect(run_dir)
     run = _read(run_dir / "run.json")
     gpus = run.get("host", {}).get("gpus") or [{}]
-    summary = summarize(table, samples, run.get("peak_flops_per_s"), gpus[0].get("name"))
-    tables = {"results": table, "summary": summary, "ratios": ratios(summary, samples),
+    groups = sample_groups(samples)
+    summary = summarize(table, groups, run.get("peak_flops_per_s"), gpus[0].get("name"))
+    tables = {"results": table, "summary": summary, "ratios": ratios(summary, groups),
               "losses": losses, "samples": samples}
     for name, df in tables.items():
         df.to_parquet(run_dir / f"{name}.parquet", index=False)
