@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from harness.flops import inference_flops, train_step_flops
 from harness.init import init_weights
 from harness.measure import (
     clock,
+    machine_probe,
     now_iso,
     nvml_process_bytes,
     peak_rss_bytes,
@@ -50,6 +52,8 @@ SYNC_CHECK_S = 0.1        # work per sync-check measurement
 # A sync that takes less than half the time of a host copy of the same work did not wait.
 # (0.75 flagged a synchronous torch CPU cell once in ~60, when the copy was slowed by noise.)
 SYNC_CHECK_RATIO = 0.5
+PROBE_S = 0.1             # machine probe per CPU, before the warm-up and after the samples
+PROBE_SETTLE_S = 0.02
 
 
 class CellRun:
@@ -190,6 +194,7 @@ class CellRun:
             n += 1
         est = max((clock() - t0) / n - overhead, 1e-9)
         k = max(1, math.ceil(overhead / (OVERHEAD_FRACTION * est)), math.ceil(MIN_SAMPLE_S / est))
+        self._probe_machine("before")
 
         reset_peak_rss()  # the "steady" memory phase: warm-up and timed samples
         trainer.reset_device_peak()
@@ -213,6 +218,7 @@ class CellRun:
 
     def finish(self, samples: list[float]) -> None:
         """Record the steady-state samples (seconds per K steps), memory, and the sync check."""
+        self._probe_machine("after")
         k = self.record["steps_per_sample"]
         step_s = [s / k for s in samples]
         self.record["step_samples_s"] = step_s
@@ -225,6 +231,12 @@ class CellRun:
                                                float(np.median(step_s)))
         self.record.update(status="ok", ended=now_iso())
         self.save()
+
+    def _probe_machine(self, when: str) -> None:
+        """The machine's speed just before the warm-up and just after the timed samples (a
+        fixed pure-Python unit on each CPU; ``harness.measure.machine_probe``)."""
+        time.sleep(PROBE_SETTLE_S)  # let the framework's spinning pool threads go idle
+        self.record.setdefault("machine_probe_s", {})[when] = machine_probe(PROBE_S)
 
     def crashed(self, exc: BaseException) -> None:
         if isinstance(exc, backends.Unavailable):

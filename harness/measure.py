@@ -53,6 +53,46 @@ def set_threads(threads: int) -> dict[str, object]:
     return {"threads": len(used), "affinity": used}
 
 
+PROBE_UNIT = 20_000  # iterations of the probe's pure-Python loop: about 1 ms on a 2020s core
+
+
+def _probe_unit() -> int:
+    total = 0
+    for i in range(PROBE_UNIT):
+        total += i * i
+    return total
+
+
+def machine_probe(seconds: float = 0.1) -> dict[int, float]:
+    """How fast this machine is right now: {cpu: mean time of a fixed single-threaded
+    pure-Python work unit}, measured on each CPU of the affinity mask in turn for `seconds`.
+
+    The work never changes, so on a quiet machine the figure does not either; a neighbour on a
+    shared host (invisible in steal time on the VMs checked here) shows up as a slower unit.
+    Only this thread moves between CPUs; the mask is restored afterwards.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        cpus, restore = [-1], None
+    else:
+        restore = os.sched_getaffinity(0)
+        cpus = sorted(restore)
+    out = {}
+    try:
+        for cpu in cpus:
+            if restore is not None:
+                os.sched_setaffinity(0, {cpu})
+            _probe_unit()  # settle on the CPU
+            n, t0 = 0, clock()
+            while clock() - t0 < seconds or n < 5:
+                _probe_unit()
+                n += 1
+            out[cpu] = (clock() - t0) / n  # the mean: time lost to other processes counts
+    finally:
+        if restore is not None:
+            os.sched_setaffinity(0, restore)
+    return out
+
+
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -23,6 +23,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 COLORS = {"torch": "#ee4c2c", "tensorflow": "#ff8f00", "jax": "#4285f4"}
 DASHES = {"eager": "solid", "graph": "dot", "compiled": "dash"}
 OVERHEAD_LIMIT = 0.01
+NOISE_LIMIT = 0.05  # machine-speed spread above which run-to-run comparisons are warned about
 
 
 def label(row: Any) -> str:
@@ -203,6 +204,15 @@ def _ratio_rows(cells: pd.DataFrame, ratios: pd.DataFrame) -> list[dict[str, str
     return rows
 
 
+def _noise(probes: pd.Series, real: pd.DataFrame) -> dict[str, Any]:
+    """How much the machine's own speed moved during the run (the fixed probe of every cell)."""
+    spread = probes.max() / probes.min() - 1
+    noisy = real[real["machine_slowdown"] > 1 + NOISE_LIMIT]
+    return {"fastest": fmt_s(probes.min()), "slowest": fmt_s(probes.max()),
+            "spread": f"{spread:.0%}", "warn": bool(spread > NOISE_LIMIT),
+            "noisy": [f"{r.cell_id} (×{r.machine_slowdown:.2f})" for r in noisy.itertuples()]}
+
+
 def context(run_dir: Path) -> dict[str, Any]:
     tables = results.load(run_dir)
     summary, losses, ratios = tables["summary"], tables["losses"], tables["ratios"]
@@ -229,6 +239,7 @@ def context(run_dir: Path) -> dict[str, Any]:
     failed_sync = sorted(set(per_process[(per_process["framework"] != "noop")
                                          & (per_process["sync_ok"] == False)]["cell_id"]))  # noqa: E712
     overhead = real["overhead_fraction"].dropna()
+    probes = per_process["machine_probe_s"].dropna()
     trust = {
         "sync_failed": failed_sync,
         "noop_step": fmt_s(noop["step_median_s"].iloc[0]) if len(noop) else None,
@@ -237,6 +248,7 @@ def context(run_dir: Path) -> dict[str, Any]:
         "worst_overhead_cell": real.loc[overhead.idxmax(), "cell_id"] if len(overhead) else None,
         "unstable": sorted(set(per_process[per_process["warmup_stable"] == False]["cell_id"])),  # noqa: E712
         "settings": sorted(set(per_process["settings"].dropna())),
+        "noise": _noise(probes, real) if len(probes) else None,
     }
     problems = per_process[per_process["status"] != "ok"]
     return {

@@ -72,6 +72,8 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "device_peak_bytes": ("Int64", "GPU allocator peak (torch/TF/JAX's own counter); empty on CPU"),
     "nvml_process_bytes": ("Int64", "GPU memory NVML attributes to the process; empty on CPU"),
     "sync_ok": ("boolean", "the sync check: sync waited for the work"),
+    "machine_probe_s": ("Float64", "slowest CPU's time for the fixed machine probe, just before "
+                        "the warm-up or just after the samples, whichever was slower"),
     "wall_s": ("Float64", "wall time of the cell process, start to exit"),
 }
 
@@ -100,6 +102,8 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "mfu_datasheet": ("Float64", "achieved_flops_per_s / the GPU's datasheet peak (cuda cells)"),
     "overhead_fraction": ("Float64", "the no-op cell's harness cost per sample / this sample"),
     "sync_ok": ("boolean", "every process passed the sync check"),
+    "machine_slowdown": ("Float64", "slowest machine probe of the cell's processes / the run's "
+                         "fastest (1.00 = the machine was as quiet as it ever was in this run)"),
 }
 
 RATIO_SCHEMA: dict[str, tuple[str, str]] = {
@@ -151,6 +155,8 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             settings=json.dumps(record["settings"]) if "settings" in record else None,
             n_samples=len(step_samples) or None,
             sync_ok=record.get("sync_check", {}).get("ok"),
+            machine_probe_s=max((t for when in record.get("machine_probe_s", {}).values()
+                                 for t in when.values()), default=None),
             device_peak_bytes=max(device_peaks) if device_peaks else None,
             **{f"peak_rss_{p}_bytes": phase_rss.get(p) for p in PHASES})
         if step_samples:
@@ -175,6 +181,7 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
     noop = table[(table["framework"] == "noop") & (table["status"] == "ok")]
     noop_step = float(noop["step_median_s"].median()) if len(noop) else None
     noop_sample = float(noop["sync_overhead_s"].median()) if len(noop) else None
+    quietest = table["machine_probe_s"].min()
     rows = []
     for cell_id, procs in table.groupby("cell_id", sort=False):
         first = procs.iloc[0]
@@ -197,6 +204,7 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
         for col in ("peak_rss_bytes", "device_peak_bytes", "train_step_flops"):
             row[col] = procs[col].max()
         row["sync_ok"] = bool(ok["sync_ok"].all()) if len(ok) else None
+        row["machine_slowdown"] = procs["machine_probe_s"].max() / quietest
         if cell_id in groups and len(ok):
             med, lo, hi = stats.median_ci(groups[cell_id])
             pooled = np.concatenate(groups[cell_id])

@@ -23,7 +23,8 @@ STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "inter
 def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
                       timeout_s: float) -> list[runner.Outcome]:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+                  TimeElapsedColumn(), console=console,
+                  refresh_per_second=1) as progress:  # the cells share these CPUs
         task = progress.add_task("cells", total=len(cells))
 
         def start(cell: Cell) -> None:
@@ -81,6 +82,11 @@ def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> No
     if pd.notna(overhead):
         style = "bold red" if overhead > 0.01 else "green"
         console.print(f"harness cost (no-op cell): at most [{style}]{overhead:.3%}[/] of a sample")
+    slowdown = summary["machine_slowdown"].max()
+    if pd.notna(slowdown):
+        style = "yellow" if slowdown > 1.05 else "green"
+        console.print(f"machine noise (fixed probe): its speed moved by [{style}]"
+                      f"{slowdown - 1:.0%}[/] during the run")
     failed = real[real["sync_ok"] == False]  # noqa: E712 - nullable boolean
     if len(failed):
         console.print("[bold red]UNTRUSTWORTHY[/]: sync check failed for "

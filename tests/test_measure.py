@@ -41,3 +41,40 @@ def test_threads_are_pinned_and_read_back() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().endswith(" 1") and '"threads": 1' in out
+
+
+def test_machine_probe_covers_every_cpu_and_restores_the_mask() -> None:
+    import os
+
+    from harness.measure import machine_probe
+
+    mask = os.sched_getaffinity(0)
+    probe = machine_probe(0.02)
+    assert set(probe) == mask and os.sched_getaffinity(0) == mask
+    assert all(1e-5 < t < 0.1 for t in probe.values())
+
+
+def test_machine_probe_sees_a_cpu_shared_with_a_busy_process() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from harness.measure import machine_probe
+
+    mask = os.sched_getaffinity(0)
+    cpu = max(mask)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        quiet = machine_probe(0.3)[cpu]
+        busy = subprocess.Popen([sys.executable, "-c", "print(flush=True)\nwhile True: pass"],
+                                stdout=subprocess.PIPE,
+                                preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        try:
+            busy.stdout.readline()  # spinning from now on
+            shared = machine_probe(0.3)[cpu]
+        finally:
+            busy.kill()
+            busy.wait()
+    finally:
+        os.sched_setaffinity(0, mask)
+    assert shared > 1.4 * quiet  # the scheduler halves the probe's share of the CPU

@@ -36,6 +36,7 @@ def test_report_renders_every_section(small_run: Path) -> None:
     assert parsed.classes.count("throughput") == 2 and parsed.classes.count("losses") == 2
     assert parsed.classes.count("certificate") == 2
     assert "Fastest steady-state training" in html and "Every cell finished." in html
+    assert 'id="machine-noise"' in html and "the machine's own speed moved by" in html
     for fw in ("torch", "tensorflow", "jax"):
         assert f"{fw} eager" in html
     assert "cdn" not in html.split("<body>")[1].lower()  # plotly.js inlined: opens offline

@@ -23,6 +23,8 @@ def test_round_trip_through_parquet_keeps_the_schema(small_run: Path) -> None:
     assert list(csv.columns) == list(results.SCHEMA) and len(csv) == len(table)
     assert losses.groupby("cell_id").size().min() >= 1
     assert (samples.groupby("cell_id").size() == table.set_index("cell_id")["n_samples"]).all()
+    slowdown = tables["summary"]["machine_slowdown"]  # one process per cell (--quick)
+    assert slowdown.notna().all() and slowdown.min() == 1.0 and (slowdown >= 1.0).all()
     ratios = tables["ratios"]
     assert len(ratios) == 2 * 3  # per workload: the three pairs of frameworks (eager only)
     assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
