@@ -209,6 +209,7 @@ def _noise(probes: pd.Series, real: pd.DataFrame) -> dict[str, Any]:
     spread = probes.max() / probes.min() - 1
     noisy = real[real["machine_slowdown"] > 1 + NOISE_LIMIT]
     return {"fastest": fmt_s(probes.min()), "slowest": fmt_s(probes.max()),
+            "median": fmt_s(probes.median()),
             "spread": f"{spread:.0%}", "warn": bool(spread > NOISE_LIMIT),
             "noisy": [f"{r.cell_id} (×{r.machine_slowdown:.2f})" for r in noisy.itertuples()]}
 
