@@ -54,6 +54,7 @@ def set_threads(threads: int) -> dict[str, object]:
 
 
 PROBE_UNIT = 20_000  # iterations of the probe's pure-Python loop: about 1 ms on a 2020s core
+NOISE_LIMIT = 0.05   # a probe this much slower than the run's quietest: a noisy machine
 
 
 def _probe_unit() -> int:

@@ -18,12 +18,12 @@ from plotly.offline import get_plotlyjs
 
 from harness import results, stats
 from harness.backends import MODE_DESCRIPTIONS
+from harness.measure import NOISE_LIMIT
 
 TEMPLATES = Path(__file__).parent / "templates"
 COLORS = {"torch": "#ee4c2c", "tensorflow": "#ff8f00", "jax": "#4285f4"}
 DASHES = {"eager": "solid", "graph": "dot", "compiled": "dash"}
 OVERHEAD_LIMIT = 0.01
-NOISE_LIMIT = 0.05  # machine-speed spread above which run-to-run comparisons are warned about
 
 
 def label(row: Any) -> str:
@@ -209,7 +209,7 @@ def _noise(probes: pd.Series, real: pd.DataFrame) -> dict[str, Any]:
     spread = probes.max() / probes.min() - 1
     noisy = real[real["machine_slowdown"] > 1 + NOISE_LIMIT]
     return {"fastest": fmt_s(probes.min()), "slowest": fmt_s(probes.max()),
-            "median": fmt_s(probes.median()),
+            "median": fmt_s(probes.median()), "limit": f"{NOISE_LIMIT:.0%}",
             "spread": f"{spread:.0%}", "warn": bool(spread > NOISE_LIMIT),
             "noisy": [f"{r.cell_id} (×{r.machine_slowdown:.2f})" for r in noisy.itertuples()]}
 

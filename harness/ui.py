@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness import runner
+from harness.measure import NOISE_LIMIT
 from harness.spec import Cell
 
 # Not a terminal (nox, CI logs): rich would assume 80 columns and wrap the summary table.
@@ -84,7 +85,7 @@ def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> No
         console.print(f"harness cost (no-op cell): at most [{style}]{overhead:.3%}[/] of a sample")
     slowdown = summary["machine_slowdown"].max()
     if pd.notna(slowdown):
-        style = "yellow" if slowdown > 1.05 else "green"
+        style = "yellow" if slowdown > 1 + NOISE_LIMIT else "green"
         console.print(f"machine noise (fixed probe): its speed moved by [{style}]"
                       f"{slowdown - 1:.0%}[/] during the run")
     failed = real[real["sync_ok"] == False]  # noqa: E712 - nullable boolean
