@@ -67,8 +67,7 @@ def test_machine_probe_sees_a_cpu_shared_with_a_busy_process() -> None:
     try:
         quiet = machine_probe(0.3)[cpu]
         busy = subprocess.Popen([sys.executable, "-c", "print(flush=True)\nwhile True: pass"],
-                                stdout=subprocess.PIPE,
-                                preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+                                stdout=subprocess.PIPE)  # inherits this thread's mask: {cpu}
         try:
             busy.stdout.readline()  # spinning from now on
             shared = machine_probe(0.3)[cpu]
