@@ -8,7 +8,7 @@ configuration, two ways:
   everything that differs between the two processes, and also the machine's process-to-process
   noise, which on a shared host is larger than any harness overhead.
 * **paired**: one process holds both: the harness's cell is prepared and calibrated as in a
-  benchmark run, then its timing sample (``CellRun.timed_sample``: K steps and one sync) and K
+  benchmark run, then its timing sample (``CellRun.time_sample``: K steps and one sync) and K
   steps of the hand-written loop plus its sync alternate, sample by sample, --paired-samples
   times. Machine noise hits both sides of a pair alike, so the paired ratio isolates what the
   harness's own step and timing add.
@@ -50,11 +50,6 @@ def paired(cell: Cell, out_dir: Path, n: int) -> dict[str, float]:
     k, _ = run.calibrate()
     step, sync = getattr(handwritten, f"{cell.framework}_loop")(*handwritten.batches(8))
 
-    def harness_sample() -> float:  # what pytest-benchmark times in a cell
-        t0 = clock()
-        run.timed_sample(k)
-        return clock() - t0
-
     def hand_sample() -> float:
         t0 = clock()
         for i in range(k):
@@ -68,7 +63,7 @@ def paired(cell: Cell, out_dir: Path, n: int) -> dict[str, float]:
         hand_sample()
     samples: dict[str, list[float]] = {"harness": [], "hand": []}
     for i in range(n):
-        order = [("harness", harness_sample), ("hand", hand_sample)]
+        order = [("harness", lambda: run.time_sample(k)), ("hand", hand_sample)]
         for name, sample in order if i % 2 == 0 else reversed(order):
             samples[name].append(sample() / k)
     harness_s, hand_s = np.array(samples["harness"]), np.array(samples["hand"])

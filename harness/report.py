@@ -195,10 +195,10 @@ def _ratio_rows(cells: pd.DataFrame, ratios: pd.DataFrame) -> list[dict[str, str
     ok = cells[cells["status"] == "ok"]
     best = set(ok.sort_values("step_median_s").groupby("framework")["cell_id"].first())
     mode = dict(zip(cells["cell_id"], cells["mode"]))
+    name = dict(zip(cells["cell_id"], cells.apply(label, axis=1)))
     rows = []
     for _, r in ratios[ratios["a"].isin(ids)].iterrows():
         if mode[r["a"]] == mode[r["b"]] or {r["a"], r["b"]} <= best:
-            name = dict(zip(cells["cell_id"], cells.apply(label, axis=1)))
             rows.append({"a": name[r["a"]], "b": name[r["b"]], "ratio": _ratio_text(r),
                          "verdict": r["verdict"]})
     return rows

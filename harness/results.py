@@ -121,6 +121,7 @@ LOSSES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "st
 SAMPLES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "sample": "Int64",
                   "step_s": "Float64"}
 PHASES = ("import", "build", "first_step", "train", "steady")
+COMPARISON_KEYS = ["workload", "device", "batch_size", "precision"]  # cells compared together
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -229,9 +230,8 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
 
 def _relate(summary: pd.DataFrame) -> pd.DataFrame:
     """Fill vs_fastest and break_even_step, which compare cells with each other."""
-    keys = ["workload", "device", "batch_size", "precision"]
     real = summary["framework"] != "noop"
-    for _, group in summary[real & summary["step_median_s"].notna()].groupby(keys):
+    for _, group in summary[real & summary["step_median_s"].notna()].groupby(COMPARISON_KEYS):
         fastest = group["step_median_s"].min()
         summary.loc[group.index, "vs_fastest"] = group["step_median_s"] / fastest
         for _, by_fw in group.groupby("framework"):
@@ -248,17 +248,16 @@ def _relate(summary: pd.DataFrame) -> pd.DataFrame:
 
 def ratios(summary: pd.DataFrame, groups: dict[str, list[np.ndarray]]) -> pd.DataFrame:
     """Every pair of finished cells of different frameworks within one comparison group."""
-    keys = ["workload", "device", "batch_size", "precision"]
     done = summary[(summary["framework"] != "noop") & summary["step_median_s"].notna()]
     rows = []
-    for key, group in done.groupby(keys, sort=False):
+    for key, group in done.groupby(COMPARISON_KEYS, sort=False):
         for (_, a), (_, b) in combinations(group.iterrows(), 2):
             if a["framework"] == b["framework"]:
                 continue
             r, lo, hi = stats.ratio_ci(groups[a["cell_id"]], groups[b["cell_id"]])
-            rows.append({"run_id": a["run_id"], **dict(zip(keys, key)), "a": a["cell_id"],
-                         "b": b["cell_id"], "ratio": r, "ci_low": lo, "ci_high": hi,
-                         "verdict": stats.label(lo, hi)})
+            rows.append({"run_id": a["run_id"], **dict(zip(COMPARISON_KEYS, key)),
+                         "a": a["cell_id"], "b": b["cell_id"], "ratio": r, "ci_low": lo,
+                         "ci_high": hi, "verdict": stats.label(lo, hi)})
     return _frame(rows, RATIO_SCHEMA)
 
 

@@ -43,22 +43,27 @@ def bootstrap_medians(groups: Groups, n_boot: int = N_BOOT, seed: int = 0) -> np
 def median_ci(groups: Groups, level: float = LEVEL, n_boot: int = N_BOOT,
               seed: int = 0) -> tuple[float, float, float]:
     """Median of all samples and the percentile bootstrap CI of that median."""
-    pooled = np.concatenate([np.asarray(g, dtype=float) for g in groups])
-    boots = bootstrap_medians(groups, n_boot, seed)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(boots, [tail, 100 - tail])
-    return float(np.median(pooled)), float(lo), float(hi)
+    lo, hi = _interval(bootstrap_medians(groups, n_boot, seed), level)
+    return float(np.median(_pooled(groups))), lo, hi
 
 
 def ratio_ci(a: Groups, b: Groups, level: float = LEVEL, n_boot: int = N_BOOT,
              seed: int = 0) -> tuple[float, float, float]:
     """median(a) / median(b) and its bootstrap CI (a and b resampled independently)."""
-    pooled_a = np.concatenate([np.asarray(g, dtype=float) for g in a])
-    pooled_b = np.concatenate([np.asarray(g, dtype=float) for g in b])
     boots = bootstrap_medians(a, n_boot, seed) / bootstrap_medians(b, n_boot, seed + 1)
+    lo, hi = _interval(boots, level)
+    return float(np.median(_pooled(a)) / np.median(_pooled(b))), lo, hi
+
+
+def _pooled(groups: Groups) -> np.ndarray:
+    return np.concatenate([np.asarray(g, dtype=float) for g in groups])
+
+
+def _interval(boots: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile bootstrap interval."""
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(boots, [tail, 100 - tail])
-    return float(np.median(pooled_a) / np.median(pooled_b)), float(lo), float(hi)
+    return float(lo), float(hi)
 
 
 def label(lo: float, hi: float, margin: float = EQUIVALENCE_MARGIN) -> str:
