@@ -24,7 +24,8 @@ def test_train_step(benchmark, cell: Cell) -> None:
     try:
         run.prepare()
         k, rounds = run.calibrate()  # includes the warm-up, until the step time is stable
-        benchmark.group = f"{cell.workload}-{cell.device}-b{cell.batch_size}-{cell.precision}"
+        benchmark.group = (f"{cell.workload}-{cell.size_name}-{cell.device}-b{cell.batch_size}"
+                           f"-{cell.precision}")
         benchmark.extra_info.update(steps_per_sample=k, cell=cell.id, repeat=cell.repeat)
         benchmark.pedantic(run.timed_sample, args=(k,), rounds=rounds, warmup_rounds=0,
                            iterations=1)

@@ -6,20 +6,23 @@ Names are checked before anything runs; an unknown one stops with the list of va
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from harness import results
-from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS
-from harness.data import DATASETS
-from harness.measure import default_threads, host_info, now_iso
+from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS, SELF_CHECK
+from harness.data import DATASETS, data_shape
+from harness.measure import default_threads, device_memory_bytes, host_info, now_iso
+from harness.model.workload import train_memory_bytes
+from harness.record import RunManifest
 from harness.spec import DEVICES, PRECISIONS, WORKLOADS, Cell, check_choice
 
-QUICK_EPOCHS = 2
+QUICK_FRACTION = 0.2        # a smoke run trains a fifth of each workload's budget
 QUICK_STEADY_S = 0.5
+QUICK_MODES = ["eager"]     # a smoke run compiles nothing
+DEFAULT_REPEATS = 2         # the first with cold compile caches, the second warm
 
 
 def _names(kind: str, valid: tuple[str, ...]):  # noqa: ANN202 - argparse type factory
@@ -76,35 +79,46 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--frameworks", type=_names("framework", tuple(FRAMEWORKS)),
                    default=list(FRAMEWORKS), help=f"comma list of {', '.join(FRAMEWORKS)} "
                    "(default: all)")
-    p.add_argument("--modes", type=_names("mode", ALL_MODES), default=list(ALL_MODES),
+    p.add_argument("--modes", type=_names("mode", ALL_MODES), default=None,
                    help="comma list of " + "; ".join(f"{fw}: {', '.join(b.modes)}"
                                                      for fw, b in FRAMEWORKS.items())
                    + " (default: every mode of every framework)")
+    p.add_argument("--size", default=None, metavar="SIZE|WORKLOAD=SIZE,...",
+                   help="model size: one name for every workload that has it, or WORKLOAD=SIZE "
+                   "pairs; sizes: " + "; ".join(f"{n}: {', '.join(w.sizes)}"
+                                                for n, w in WORKLOADS.items())
+                   + " (default: each workload's first, sized for a 2-core CPU)")
     p.add_argument("--devices", type=_names("device", DEVICES), default=["cpu"],
                    help=f"comma list of {', '.join(DEVICES)} (default: cpu)")
     p.add_argument("--batch-sizes", type=_ints, default=None,
                    help="comma list of batch sizes (default: each workload's own, 32)")
-    p.add_argument("--dataset", type=_choice("dataset", DATASETS), default="digits",
-                   help=f"one of {', '.join(DATASETS)} (default: digits, bundled, offline)")
+    p.add_argument("--dataset", type=_names("dataset", tuple(DATASETS)), default=[],
+                   help="comma list, at most one image and one text dataset, each used by the "
+                   "workloads of its kind: " + ", ".join(f"{n} ({k})" for n, k in DATASETS.items())
+                   + " (default: each workload's own, offline: digits, digits32 or pydoc)")
     p.add_argument("--data-dir", default=None,
-                   help="directory holding IDX files for mnist/fashion-mnist (default: "
+                   help="directory holding the files of a downloadable dataset (mnist, "
+                   "fashion-mnist, cifar10, tinyshakespeare; default: "
                    "~/.cache/framebench/<dataset>, downloaded there when missing)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="training budget in epochs (default: the workload's, 10)")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="training budget in epochs, fractions allowed (default: each "
+                   "workload's)")
     p.add_argument("--steady-seconds", type=float, default=None,
                    help="time budget of the steady-state timing per cell (default: 2)")
     p.add_argument("--precision", type=_choice("precision", PRECISIONS), default="fp32",
                    help="fp32 (TF32 off everywhere), tf32 (on everywhere) or bf16 (autocast / "
                    "Keras mixed_bfloat16 / bfloat16 compute in JAX); default fp32")
     p.add_argument("--repeats", type=int, default=None,
-                   help="fresh processes per cell, frameworks interleaved (default 3; "
-                   "1 with --quick); the training budget runs in the first only")
+                   help=f"fresh processes per cell, frameworks interleaved (default "
+                   f"{DEFAULT_REPEATS}: cold then warm compile caches; 1 with --quick); the "
+                   "training budget runs in the first only")
     p.add_argument("--threads", type=int, default=0,
                    help="CPUs each cell may use, the same for every framework (default: all "
                    f"{default_threads()} of this process's affinity mask)")
     p.add_argument("--quick", action="store_true",
-                   help=f"smoke run: {QUICK_EPOCHS} epochs, {QUICK_STEADY_S} s of timing, "
-                   "1 repeat")
+                   help=f"smoke run: {QUICK_FRACTION:g} of each training budget, "
+                   f"{QUICK_STEADY_S} s of timing, "
+                   f"1 repeat, modes {', '.join(QUICK_MODES)} unless --modes is given")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is "
                    "killed and recorded as failed (default: 900)")
@@ -117,6 +131,64 @@ def run_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sizes(text: str | None, workloads: list[str]) -> dict[str, str]:
+    """{workload: size} from --size (one name for all, or WORKLOAD=SIZE pairs)."""
+    chosen = {w: WORKLOADS[w].default_size for w in workloads}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        workload, sep, size = part.rpartition("=")
+        if sep and workload not in workloads:
+            raise SystemExit(f"framebench: --size {part}: workload {workload!r} is not among "
+                             f"the selected workloads ({', '.join(workloads)})")
+        for w in [workload] if sep else workloads:
+            if size not in WORKLOADS[w].sizes:
+                owners = [n for n, spec in WORKLOADS.items() if size in spec.sizes]
+                hint = "" if sep or not owners else \
+                    f" (to size one workload only, write {owners[0]}={size})"
+                raise SystemExit(f"framebench: unknown size {size!r} of workload {w!r}; valid "
+                                 f"sizes: {', '.join(WORKLOADS[w].sizes)}{hint}")
+            chosen[w] = size
+    return chosen
+
+
+def _datasets(names: list[str], workloads: list[str]) -> dict[str, str]:
+    """{workload: dataset}: each given dataset serves the workloads of its kind."""
+    by_kind: dict[str, str] = {}
+    for name in names:
+        kind = DATASETS[name]
+        if kind in by_kind:
+            raise SystemExit(f"framebench: --dataset takes one {kind} dataset, got "
+                             f"{by_kind[kind]} and {name}")
+        by_kind[kind] = name
+    chosen = {w: by_kind.get(WORKLOADS[w].input_kind, WORKLOADS[w].dataset) for w in workloads}
+    for name in names:
+        if name not in chosen.values():
+            raise SystemExit(f"framebench: dataset {name!r} holds {DATASETS[name]} data, which "
+                             f"none of the workloads {', '.join(workloads)} takes")
+    return chosen
+
+
+def _train_bytes(cell: Cell, size: str) -> int:
+    w = cell.workload_spec
+    shape = data_shape(cell.dataset_name, w.seq_len(size), w.extra.get("synthetic_shape"))
+    classes = 256 if w.input_kind == "text" else 10
+    return train_memory_bytes(w.model(size, shape, classes), shape, cell.batch_size)
+
+
+def _check_fits(cells: list[Cell]) -> None:
+    """Refuse a size too large for its device before anything runs (a lower bound on the
+    training memory against the memory the device has free)."""
+    for cell in {replace(c, framework="", mode=""): c for c in cells}.values():
+        available = device_memory_bytes(cell.device)
+        need = _train_bytes(cell, cell.size_name)
+        if available is not None and need > available:
+            fits = [s for s in cell.workload_spec.sizes if _train_bytes(cell, s) <= available]
+            raise SystemExit(
+                f"framebench: size {cell.size_name!r} of {cell.workload} needs at least "
+                f"{need / 2**30:.1f} GiB to train at batch {cell.batch_size}, more than the "
+                f"{available / 2**30:.1f} GiB free on {cell.device}; sizes that fit: "
+                f"{', '.join(fits) or 'none at this batch size'}")
+
+
 def make_cells(args: argparse.Namespace) -> list[Cell]:
     """The cross product, each framework with the modes it has; an empty product is an error.
 
@@ -126,11 +198,16 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
     """
     if args.repeats is not None and args.repeats < 1:
         raise SystemExit("framebench: --repeats must be at least 1")
+    if args.epochs is not None and not args.epochs > 0:
+        raise SystemExit(f"framebench: --epochs must be positive, got {args.epochs:g}")
     if args.threads < 0 or args.threads > default_threads():
         raise SystemExit(f"framebench: --threads must be between 1 and {default_threads()} "
                          "(the CPUs this process may use), or 0 for all of them")
-    repeats = args.repeats or (1 if args.quick else 3)
-    common = dict(dataset=args.dataset, data_dir=args.data_dir, seed=args.seed,
+    repeats = args.repeats or (1 if args.quick else DEFAULT_REPEATS)
+    modes = args.modes or (QUICK_MODES if args.quick else list(ALL_MODES))
+    sizes = _sizes(args.size, args.workloads)
+    datasets = _datasets(args.dataset, args.workloads)
+    common = dict(data_dir=args.data_dir, seed=args.seed,
                   precision=args.precision, threads=args.threads or default_threads(),
                   steady_seconds=args.steady_seconds
                   or (QUICK_STEADY_S if args.quick else Cell.steady_seconds))
@@ -141,19 +218,22 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
             for batch in args.batch_sizes or [w.batch_size]:
                 for mode in ALL_MODES:
                     for fw in args.frameworks:
-                        if mode not in args.modes or mode not in BACKENDS[fw].modes:
+                        if mode not in modes or mode not in BACKENDS[fw].modes:
                             continue
                         base.append(Cell(
                             framework=fw, workload=workload, mode=mode, device=device,
-                            batch_size=batch,
-                            epochs=args.epochs or (QUICK_EPOCHS if args.quick else w.epochs),
+                            batch_size=batch, size=sizes[workload], dataset=datasets[workload],
+                            epochs=args.epochs
+                            or w.epochs * (QUICK_FRACTION if args.quick else 1),
                             **common))
     if not base:
         raise SystemExit(
             f"framebench: no cell to run: none of the frameworks {', '.join(args.frameworks)} "
-            f"has the modes {', '.join(args.modes)}. Modes by framework: "
+            f"has the modes {', '.join(modes)}. Modes by framework: "
             + "; ".join(f"{fw}: {', '.join(b.modes)}" for fw, b in FRAMEWORKS.items()))
-    noop = Cell("noop", args.workloads[0], "eager", epochs=1, **{**common, "steady_seconds": 1.0})
+    _check_fits(base)
+    first = base[0]
+    noop = replace(first, framework=SELF_CHECK, mode="eager", epochs=1, steady_seconds=1.0)
     cells = [noop]
     for r in range(repeats):
         for cell in base if r % 2 == 0 else reversed(base):
@@ -168,30 +248,32 @@ def run(argv: list[str]) -> int:
     cells = make_cells(args)
     run_id = args.run_id or datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = args.results_dir / run_id
-    if (run_dir / "run.json").exists():
+    if RunManifest.exists(run_dir):
         raise SystemExit(f"framebench: {run_dir} exists already; choose another --run-id")
     run_dir.mkdir(parents=True)
-    meta = {"run_id": run_id, "started": now_iso(), "ended": None, "argv": ["framebench", *argv],
-            "host": host_info(), "cells": list(dict.fromkeys(c.id for c in cells)),
-            "repeats": max(c.repeat for c in cells) + 1, "threads": cells[0].threads,
-            "precision": args.precision,
-            "workloads": {w: WORKLOADS[w].description for w in args.workloads}}
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    meta = RunManifest(
+        run_id=run_id, started=now_iso(), argv=["framebench", *argv], host=host_info(),
+        cells=list(dict.fromkeys(c.id for c in cells)),
+        repeats=max(c.repeat for c in cells) + 1, threads=cells[0].threads,
+        precision=args.precision,
+        workloads={w: WORKLOADS[w].description for w in args.workloads})
+    meta.save(run_dir)
     pythons = dict(args.python)
-    meta["gemm_peak_flops_per_s"] = ui.measure_peaks(
+    meta.gemm_peak_flops_per_s = ui.measure_peaks(
         {fw: pythons.get(fw, sys.executable) for fw in args.frameworks})
-    meta["peak_flops_per_s"] = max(meta["gemm_peak_flops_per_s"].values())
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    meta.peak_flops_per_s = max(meta.gemm_peak_flops_per_s.values())
+    meta.save(run_dir)
 
     outcomes = ui.run_with_progress(cells, run_dir, pythons, args.timeout)
-    meta.update(ended=now_iso(), interrupted=any(o.status == "interrupted" for o in outcomes),
-                framework_info={o.cell.framework: o.record["framework_info"] for o in outcomes
-                                if "framework_info" in o.record})
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    meta.ended = now_iso()
+    meta.interrupted = any(o.status == "interrupted" for o in outcomes)
+    meta.framework_info = {o.cell.framework: o.record.framework_info for o in outcomes
+                           if o.record.framework_info}
+    meta.save(run_dir)
     tables = results.write(run_dir)
     path = report.render(run_dir, args.reports_dir)
     ui.print_summary(tables["summary"], run_dir, path)
-    return 130 if meta["interrupted"] else 0
+    return 130 if meta.interrupted else 0
 
 
 def report_main(argv: list[str]) -> int:
@@ -205,13 +287,13 @@ def report_main(argv: list[str]) -> int:
     p.add_argument("--reports-dir", type=Path, default=Path("reports"))
     args = p.parse_args(argv)
     if args.run is None:
-        runs = sorted(d for d in args.results_dir.glob("*/") if (d / "run.json").exists())
+        runs = sorted(d for d in args.results_dir.glob("*/") if RunManifest.exists(d))
         if not runs:
             raise SystemExit(f"framebench report: no runs in {args.results_dir}")
         run_dir = runs[-1]
     else:
         run_dir = Path(args.run) if Path(args.run).is_dir() else args.results_dir / args.run
-    if not (run_dir / "run.json").exists():
+    if not RunManifest.exists(run_dir):
         raise SystemExit(f"framebench report: {run_dir} is not a run directory (no run.json)")
     results.write(run_dir)
     print(report.render(run_dir, args.reports_dir))

@@ -2,13 +2,13 @@
 evaluation, warm-up, then the steady-state timing that ``benchmarks/test_train_step.py`` hands to
 pytest-benchmark, and a check that the framework's sync really waits.
 
-The record is written to ``cell.json`` after every phase, so a crash or timeout keeps what was
-measured before it. Host peak memory is taken per phase (VmHWM, reset between phases).
+The record (``harness.record.CellRecord``) is written to ``cell.json`` after every phase, so a
+crash or timeout keeps what was measured before it. Host peak memory is taken per phase (VmHWM,
+reset between phases).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from harness import backends, data
+from harness import backends, data, reference
 from harness.flops import inference_flops, train_step_flops
-from harness.init import init_weights
 from harness.measure import (
     clock,
     machine_probe,
@@ -32,7 +31,9 @@ from harness.measure import (
     reset_peak_rss,
     set_threads,
 )
-from harness.spec import WORKLOADS, Cell, param_count
+from harness.model import graph
+from harness.record import CellRecord
+from harness.spec import Cell
 
 CELL_ENV = "FRAMEBENCH_CELL"
 OUT_ENV = "FRAMEBENCH_OUT"
@@ -54,6 +55,37 @@ SYNC_CHECK_S = 0.1        # work per sync-check measurement
 SYNC_CHECK_RATIO = 0.5
 PROBE_S = 0.1             # machine probe per CPU, before the warm-up and after the samples
 PROBE_SETTLE_S = 0.02
+EVAL_ITEMS = 8192         # images or tokens per evaluation batch (evaluation is not timed)
+
+
+def load_dataset(cell: Cell) -> data.Dataset:
+    """The cell's data, shaped for its workload and size; a dataset of the wrong kind (text for
+    an image model) is refused with the datasets that fit."""
+    w = cell.workload_spec
+    kind = data.kind_of(cell.dataset_name)
+    if kind != w.input_kind:
+        fits = [n for n, k in data.DATASETS.items() if k == w.input_kind]
+        raise ValueError(f"dataset {cell.dataset_name!r} holds {kind}, but {w.name} needs "
+                         f"{w.input_kind} data; valid datasets for it: {', '.join(fits)}")
+    shape = w.extra.get("synthetic_shape")
+    return data.load(cell.dataset_name, cell.data_dir, seed=cell.seed,
+                     input_shape=tuple(shape) if shape else None,
+                     seq_len=w.seq_len(cell.size_name))
+
+
+def make_spec(cell: Cell, dataset: data.Dataset) -> backends.Spec:
+    """The framework-neutral description a backend builds from: model, canonical initial
+    arrays, optimiser and schedule over the cell's training budget."""
+    w = cell.workload_spec
+    model = w.model(cell.size_name, dataset.input_shape, dataset.num_classes)
+    params, state = graph.init(model, dataset.input_shape, cell.seed)
+    return backends.Spec(model, dataset.input_shape, params, state, w.optimizer, w.schedule,
+                         budget_steps(cell, dataset))
+
+
+def budget_steps(cell: Cell, dataset: data.Dataset) -> int:
+    """Training steps in the budget: epochs (possibly fractional) of whole batches."""
+    return max(1, round(cell.epochs * (len(dataset.x_train) // cell.batch_size)))
 
 
 class CellRun:
@@ -61,10 +93,7 @@ class CellRun:
         self.cell = cell
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.record: dict[str, Any] = {"cell_id": cell.id, "repeat": cell.repeat,
-                                       "status": "running", "started": now_iso(),
-                                       "phase_peak_rss_bytes": {},
-                                       "phase_device_peak_bytes": {}}
+        self.record = CellRecord(cell_id=cell.id, repeat=cell.repeat, started=now_iso())
         self.trainer: Any = None
         self.steady: list[Any] = []
 
@@ -73,12 +102,10 @@ class CellRun:
         return cls(Cell.from_json(os.environ[CELL_ENV]), os.environ[OUT_ENV])
 
     def save(self) -> None:
-        tmp = self.out / "cell.json.tmp"
-        tmp.write_text(json.dumps(self.record, indent=1, default=_jsonable))
-        tmp.replace(self.out / "cell.json")
+        self.record.save(self.out / "cell.json")
 
     def fail(self, status: str, reason: str) -> None:
-        self.record.update(status=status, reason=reason, ended=now_iso())
+        self.record.status, self.record.reason, self.record.ended = status, reason, now_iso()
         self.save()
 
     @contextmanager
@@ -88,66 +115,74 @@ class CellRun:
         if self.trainer is not None:
             self.trainer.reset_device_peak()
         yield
-        self.record["phase_peak_rss_bytes"][name] = peak_rss_bytes()
+        self.record.phase_peak_rss_bytes[name] = peak_rss_bytes()
         if self.trainer is not None:
-            self.record["phase_device_peak_bytes"][name] = self.trainer.device_peak_bytes()
+            self.record.phase_device_peak_bytes[name] = self.trainer.device_peak_bytes()
         self.save()
 
     def prepare(self) -> None:
         """Everything before the timed phase; raises backends.Unavailable to skip."""
-        c = self.cell
-        workload = WORKLOADS[c.workload]
-        self.record["threads"] = set_threads(c.threads)  # before the framework loads
+        c, r = self.cell, self.record
+        w = c.workload_spec
+        r.threads = set_threads(c.threads)  # before the framework loads
         with self.phase("import"):
             t0 = clock()
             backend = backends.load(c.framework)
-            self.record["import_s"] = clock() - t0
-        self.record["settings"] = backend.configure(c.device, c.precision, c.threads)
-        self.record["framework_info"] = backend.info()
+            r.import_s = clock() - t0
+        r.settings = backend.configure(c.device, c.precision, c.threads)
+        r.framework_info = backend.info()
 
-        dataset = data.load(c.dataset, c.data_dir, seed=c.seed)
-        if dataset.num_classes != workload.num_outputs:
-            raise ValueError(f"{c.dataset} has {dataset.num_classes} classes but {c.workload} "
-                             f"outputs {workload.num_outputs} logits")
-        weights = init_weights(workload, dataset.input_shape, c.seed)
-        self.record.update(
-            dataset_train_size=len(dataset.x_train), dataset_test_size=len(dataset.x_test),
-            input_shape=list(dataset.input_shape),
-            param_count=param_count(workload.layers, dataset.input_shape),
-            train_step_flops=train_step_flops(workload, dataset.input_shape, c.batch_size),
-            inference_flops=inference_flops(workload, dataset.input_shape, c.batch_size))
+        dataset = load_dataset(c)
+        spec = make_spec(c, dataset)
+        shape = dataset.input_shape
+        r.dataset, r.data_source, r.data_sha256 = dataset.name, dataset.source, dataset.sha256
+        r.dataset_train_size, r.dataset_test_size = len(dataset.x_train), len(dataset.x_test)
+        r.input_shape, r.unit = list(shape), w.unit
+        r.items_per_step = c.batch_size * w.items_per_example(shape)
+        r.param_count = graph.param_count(spec.model, shape)
+        r.train_step_flops = train_step_flops(spec.model, shape, c.batch_size)
+        r.inference_flops = inference_flops(spec.model, shape, c.batch_size)
 
         with self.phase("build"):
             t0 = clock()
-            self.trainer = trainer = backend.build(workload, weights, c.mode, c.device,
-                                                   dataset.input_shape, c.precision)
+            self.trainer = trainer = backend.build(spec, c.mode, c.device, c.precision)
             trainer.sync()
-            self.record["build_s"] = clock() - t0
+            r.build_s = clock() - t0
+        r.implementation = dict(trainer.implementation)
 
-        batches = self._batches(dataset)
+        batches = self._batches(dataset, budget_steps(c, dataset))
         with self.phase("first_step"):
             batch = trainer.put(*next(batches))
             t0 = clock()
             loss = trainer.step(batch)
             trainer.sync()
-            self.record["first_step_s"] = clock() - t0
-            self.record["compile_cache"] = "cold" if c.repeat == 0 else "warm"
+            r.first_step_s = clock() - t0
+            r.compile_cache = "cold" if c.repeat == 0 else "warm"
         losses = [float(trainer.numpy(loss))]
         if c.train:
             with self.phase("train"):
                 self._train(batches, losses)
-            logits = trainer.numpy(trainer.predict(trainer.put(dataset.x_test)))
-            self.record["test_accuracy"] = float((logits.argmax(axis=1) == dataset.y_test).mean())
-        self.record["losses"] = losses
+            self._evaluate(dataset)
+        r.losses = losses
         self.steady = [trainer.put(x, y) for x, y in
                        _take(data.batches(dataset.x_train, dataset.y_train, c.batch_size,
-                                          epoch=c.epochs, seed=c.seed), STEADY_BATCHES)]
+                                          epoch=math.ceil(c.epochs), seed=c.seed),
+                             STEADY_BATCHES)]
         self.save()
 
-    def _batches(self, dataset: data.Dataset) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _batches(self, dataset: data.Dataset,
+                 steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The budget's batches: whole epochs in the shared order, the last one cut short."""
         c = self.cell
-        for epoch in range(c.epochs):
-            yield from data.batches(dataset.x_train, dataset.y_train, c.batch_size, epoch, c.seed)
+        epoch = 0
+        while True:
+            for batch in data.batches(dataset.x_train, dataset.y_train, c.batch_size, epoch,
+                                      c.seed):
+                if steps == 0:
+                    return
+                steps -= 1
+                yield batch
+            epoch += 1
 
     def _train(self, batches: Iterator[tuple[np.ndarray, np.ndarray]],
                losses: list[float]) -> None:
@@ -160,10 +195,25 @@ class CellRun:
         for x, y in batches:
             losses.append(float(trainer.numpy(trainer.step(trainer.put(x, y)))))
         trainer.sync()
-        self.record.update(train_s=clock() - t_start, train_steps=len(losses),
-                           final_loss=losses[-1])
+        self.record.train_s, self.record.train_steps = clock() - t_start, len(losses)
+        self.record.final_loss = losses[-1]
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"training diverged: final loss {losses[-1]}")
+
+    def _evaluate(self, dataset: data.Dataset) -> None:
+        """Accuracy (per image, or per predicted token) and, for language models, perplexity
+        on the test split, in evaluation behaviour; computed here once for every framework."""
+        w = self.cell.workload_spec
+        chunk = max(1, EVAL_ITEMS // int(np.prod(dataset.input_shape)))
+        logits = np.concatenate([
+            self.trainer.numpy(self.trainer.predict(self.trainer.put(dataset.x_test[i:i + chunk])))
+            for i in range(0, len(dataset.x_test), chunk)])
+        r = self.record
+        r.test_accuracy = float((logits.argmax(axis=-1) == dataset.y_test).mean())
+        if "perplexity" in w.metrics:
+            r.test_perplexity = float(np.exp(reference.cross_entropy(logits, dataset.y_test)))
+        achieved = r.test_perplexity if w.target.metric == "perplexity" else r.test_accuracy
+        r.target_met = w.target.met(achieved)
 
     def timed_sample(self, k: int) -> None:
         """K training steps on device-resident batches, then one sync: one timing sample."""
@@ -210,34 +260,34 @@ class CellRun:
                     break
         per_sample = float(np.median(samples[-WARMUP_WINDOW:]))
         rounds = max(MIN_ROUNDS, int(self.cell.steady_seconds / per_sample))
-        self.record.update(
-            steps_per_sample=k, rounds=rounds, sync_overhead_s=overhead, calibration_step_s=est,
-            warmup_samples=len(samples), warmup_steps=len(samples) * k,
-            warmup_s=clock() - t_start, warmup_stable=stable)
+        r = self.record
+        r.steps_per_sample, r.rounds, r.sync_overhead_s, r.calibration_step_s = (
+            k, rounds, overhead, est)
+        r.warmup_samples, r.warmup_steps = len(samples), len(samples) * k
+        r.warmup_s, r.warmup_stable = clock() - t_start, stable
         self.save()
         return k, rounds
 
     def finish(self, samples: list[float]) -> None:
         """Record the steady-state samples (seconds per K steps), memory, and the sync check."""
         self._probe_machine("after")
-        k = self.record["steps_per_sample"]
-        step_s = [s / k for s in samples]
-        self.record["step_samples_s"] = step_s
-        self.record["phase_peak_rss_bytes"]["steady"] = peak_rss_bytes()
-        self.record["phase_device_peak_bytes"]["steady"] = self.trainer.device_peak_bytes()
-        self.record["peak_rss_bytes"] = max(v for v in
-                                            self.record["phase_peak_rss_bytes"].values() if v)
-        self.record["nvml_process_bytes"] = nvml_process_bytes(os.getpid())
-        self.record["sync_check"] = sync_check(self.trainer, self.steady,
-                                               float(np.median(step_s)))
-        self.record.update(status="ok", ended=now_iso())
+        r = self.record
+        step_s = [s / r.steps_per_sample for s in samples]
+        r.step_samples_s = step_s
+        r.phase_peak_rss_bytes["steady"] = peak_rss_bytes()
+        r.phase_device_peak_bytes["steady"] = self.trainer.device_peak_bytes()
+        r.peak_rss_bytes = max(v for v in r.phase_peak_rss_bytes.values() if v)
+        r.nvml_process_bytes = nvml_process_bytes(os.getpid())
+        r.sync_check = sync_check(self.trainer, self.steady, float(np.median(step_s)))
+        r.status, r.ended = "ok", now_iso()
         self.save()
 
     def _probe_machine(self, when: str) -> None:
         """The machine's speed just before the warm-up and just after the timed samples (a
         fixed pure-Python unit on each CPU; ``harness.measure.machine_probe``)."""
         time.sleep(PROBE_SETTLE_S)  # let the framework's spinning pool threads go idle
-        self.record.setdefault("machine_probe_s", {})[when] = machine_probe(PROBE_S)
+        probe = machine_probe(PROBE_S)
+        self.record.machine_probe_s[when] = {str(cpu): t for cpu, t in probe.items()}
 
     def crashed(self, exc: BaseException) -> None:
         if isinstance(exc, backends.Unavailable):
@@ -287,9 +337,3 @@ def _clock_cost() -> float:
 
 def _take(iterator: Any, n: int) -> list[Any]:
     return [item for _, item in zip(range(n), iterator)]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)

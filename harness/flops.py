@@ -1,41 +1,40 @@
 """Analytic FLOP counts, the same number for every framework.
 
-Counted: 2 FLOPs per multiply-accumulate of Dense and Conv2D layers. A training step is the
-forward pass, the weight gradients (same cost as the forward, per layer), and the input
-gradients of every layer but the first trainable one (its input is data: no framework computes
-that gradient). Bias adds, activations, pooling, the loss and the optimiser update are not
-counted: they are O(parameters + activations), a few percent here, and counting them would
-pretend a precision the frameworks' own counters do not have either.
+Counted: 2 FLOPs per multiply-accumulate of the matrix products each layer declares
+(``Layer.macs``: Dense, Conv2D, LSTM gates, attention scores and weighted sums, the tied output
+projection). A training step is the forward pass, the weight gradients and the input gradients
+of every layer after the first trainable one (before it the input is data: no framework
+computes that gradient). Bias adds, activations, normalisation, pooling, the loss and the
+optimiser update are not counted: they are O(parameters + activations), a few percent, and
+counting them would pretend a precision the frameworks' own counters do not have either.
 """
 
 from __future__ import annotations
 
-from harness.spec import Conv2D, Dense, Shape, Workload, layer_shapes
+from typing import Any
+
+from harness.model import graph
+from harness.model.layers import Shape
 
 
-def layer_macs(workload: Workload, input_shape: Shape) -> list[int]:
-    """Multiply-accumulates per example of each Dense/Conv2D layer, in order."""
-    macs = []
-    for layer, (shape_in, shape_out) in zip(workload.layers,
-                                            layer_shapes(workload.layers, input_shape)):
-        if isinstance(layer, Dense):
-            macs.append(shape_in[0] * layer.units)
-        elif isinstance(layer, Conv2D):
-            h, w, filters = shape_out
-            macs.append(h * w * layer.kernel * layer.kernel * shape_in[2] * filters)
-    return macs
+def layer_macs(model: Any, input_shape: Shape) -> list[int]:
+    """Forward multiply-accumulates per example of each layer that has any, in order."""
+    return [m for n in graph.nodes(model, input_shape) if (m := n.layer.macs(n.in_shape))]
 
 
-def inference_flops(workload: Workload, input_shape: Shape, batch: int) -> int:
-    return 2 * batch * sum(layer_macs(workload, input_shape))
+def inference_flops(model: Any, input_shape: Shape, batch: int) -> int:
+    return 2 * batch * sum(layer_macs(model, input_shape))
 
 
-def train_step_flops(workload: Workload, input_shape: Shape, batch: int) -> int:
-    macs = layer_macs(workload, input_shape)
-    forward = sum(macs)
-    weight_grads = sum(macs)
-    input_grads = sum(macs[1:])
-    return 2 * batch * (forward + weight_grads + input_grads)
+def train_step_flops(model: Any, input_shape: Shape, batch: int) -> int:
+    total, trainable_before = 0, False
+    for n in graph.nodes(model, input_shape):
+        layer, s = n.layer, n.in_shape
+        total += layer.macs(s) + layer.weight_grad_macs(s)
+        if trainable_before:
+            total += layer.input_grad_macs(s)
+        trainable_before = trainable_before or bool(layer.params(s) or layer.ties)
+    return 2 * batch * total
 
 
 # Dense (no sparsity) datasheet peaks in FLOP/s, by GPU name fragment and precision. fp32 is

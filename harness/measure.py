@@ -94,6 +94,19 @@ def machine_probe(seconds: float = 0.1) -> dict[int, float]:
     return out
 
 
+def device_memory_bytes(device: str) -> int | None:
+    """Memory a cell can use on a device: the host's available memory for "cpu" (psutil), the
+    first GPU's total memory for "cuda" (NVML); None where unknown."""
+    if device == "cpu":
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    nvml = _nvml()
+    if nvml is None or nvml.nvmlDeviceGetCount() == 0:
+        return None
+    return int(nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(0)).total)
+
+
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -5,8 +5,8 @@ Imports no framework: it reads only results/<run-id>/ (tables and run.json).
 
 from __future__ import annotations
 
-import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,10 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from harness import results, stats
-from harness.backends import MODE_DESCRIPTIONS
+from harness.backends import MODE_DESCRIPTIONS, SELF_CHECK
 from harness.measure import NOISE_LIMIT
+from harness.record import RunManifest
+from harness.spec import WORKLOADS
 
 TEMPLATES = Path(__file__).parent / "templates"
 COLORS = {"torch": "#ee4c2c", "tensorflow": "#ff8f00", "jax": "#4285f4"}
@@ -56,12 +58,14 @@ def _figure_html(fig: go.Figure) -> str:
 def _throughput(ok: pd.DataFrame) -> str:
     fig = go.Figure()
     for _, r in ok.iterrows():
-        y = r["samples_per_s"]
-        lo, hi = r["batch_size"] / r["step_ci_high_s"], r["batch_size"] / r["step_ci_low_s"]
+        y = r["items_per_s"]
+        lo, hi = y * r["step_median_s"] / r["step_ci_high_s"], \
+            y * r["step_median_s"] / r["step_ci_low_s"]
         fig.add_bar(x=[label(r)], y=[y], showlegend=False,
                     error_y=dict(type="data", symmetric=False, array=[hi - y], arrayminus=[y - lo]),
                     marker_color=COLORS.get(r["framework"], "#888"))
-    fig.update_layout(title="Throughput (samples/s, log scale; bars: 95% CI)", yaxis_type="log")
+    unit = ok["unit"].iloc[0]
+    fig.update_layout(title=f"Throughput ({unit}/s, log scale; bars: 95% CI)", yaxis_type="log")
     return _figure_html(fig)
 
 
@@ -113,7 +117,8 @@ def findings(ok: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
     ranked = ok.sort_values("step_median_s")
     best = ranked.iloc[0]
     text = (f"Fastest steady-state training: <b>{label(best)}</b> at "
-            f"{fmt_s(best['step_median_s'])} per step ({best['samples_per_s']:,.0f} samples/s)")
+            f"{fmt_s(best['step_median_s'])} per step ({best['items_per_s']:,.0f} "
+            f"{best['unit']}/s)")
     rival = ranked[ranked["framework"] != best["framework"]]
     if len(rival):
         other = rival.iloc[0]
@@ -158,9 +163,20 @@ def findings(ok: pd.DataFrame, ratios: pd.DataFrame) -> list[str]:
                      "per-step dispatch overhead more than its arithmetic; a bigger model or "
                      "batch can rank the frameworks differently.")
     acc = ok["test_accuracy"].dropna()
-    if not acc.empty:
+    ppl = ok["test_perplexity"].dropna()
+    if not ppl.empty:
+        lines.append(f"Test perplexity after the same budget: {ppl.min():.2f}–{ppl.max():.2f}; "
+                     f"next-token accuracy {acc.min():.3f}–{acc.max():.3f}.")
+    elif not acc.empty:
         lines.append(f"Test accuracy after the same budget: {acc.min():.3f}–{acc.max():.3f} "
                      f"(spread {100 * (acc.max() - acc.min()):.1f} points).")
+    target = WORKLOADS[ok["workload"].iloc[0]].target if ok["workload"].iloc[0] in WORKLOADS \
+        else None
+    met = ok["target_met"].dropna()
+    if target is not None and not met.empty:
+        missed = ok[ok["target_met"] == False]  # noqa: E712 - nullable boolean
+        lines.append(f"Target {target}: " + ("reached by every cell." if missed.empty else
+                     "<b>missed</b> by " + ", ".join(missed.apply(label, axis=1)) + "."))
     return lines
 
 
@@ -174,7 +190,7 @@ def _rows(cells: pd.DataFrame) -> list[dict[str, str]]:
             "step": fmt_s(r["step_median_s"]) if ok else "–",
             "ci": f"{fmt_s(r['step_ci_low_s'])} – {fmt_s(r['step_ci_high_s'])}" if ok else "–",
             "vs": "–" if _missing(r["vs_fastest"]) else f"{r['vs_fastest']:.2f}×",
-            "throughput": f"{r['samples_per_s']:,.0f}" if ok else "–",
+            "throughput": f"{r['items_per_s']:,.0f}" if ok else "–",
             "mfu": "–" if _missing(r["mfu"]) else f"{r['mfu']:.1%}",
             "import": fmt_s(r["import_s"]), "build": fmt_s(r["build_s"]),
             "cold": fmt_s(r["first_step_cold_s"]), "warm": fmt_s(r["first_step_warm_s"]),
@@ -183,6 +199,8 @@ def _rows(cells: pd.DataFrame) -> list[dict[str, str]]:
             if _missing(r["break_even_step"]) else f"{r['break_even_step']:,.0f}",
             "memory": fmt_bytes(r["peak_rss_bytes"]),
             "accuracy": "–" if _missing(r["test_accuracy"]) else f"{r['test_accuracy']:.3f}",
+            "perplexity": "–" if _missing(r["test_perplexity"]) else
+                          f"{r['test_perplexity']:.2f}",
             "samples": "–" if _missing(r["n_samples"]) else
                        f"{r['n_processes']} × {r['n_samples'] // max(r['n_processes'], 1)}",
         })
@@ -217,18 +235,27 @@ def _noise(probes: pd.Series, real: pd.DataFrame) -> dict[str, Any]:
 def context(run_dir: Path) -> dict[str, Any]:
     tables = results.load(run_dir)
     summary, losses, ratios = tables["summary"], tables["losses"], tables["ratios"]
-    run = {"host": {}, "argv": [], **json.loads((run_dir / "run.json").read_text())}
-    noop = summary[summary["framework"] == "noop"]
-    real = summary[summary["framework"] != "noop"]
-    order = {w: i for i, w in enumerate(run.get("workloads", {}))}
+    run = asdict(RunManifest.read(run_dir))
+    noop = summary[summary["framework"] == SELF_CHECK]
+    real = summary[summary["framework"] != SELF_CHECK]
+    order = {w: i for i, w in enumerate(run["workloads"])}
     real = real.sort_values("workload", key=lambda w: w.map(order), kind="stable")
     sections = []
-    for workload, cells in real.groupby("workload", sort=False):
+    for (workload, size), cells in real.groupby(["workload", "size"], sort=False):
         cells = cells.sort_values(["framework", "mode"])
         ok = cells[cells["status"] == "ok"]
+        spec = WORKLOADS.get(workload)
         sections.append({
-            "workload": workload,
-            "description": run.get("workloads", {}).get(workload, ""),
+            "workload": workload, "size": size, "anchor": f"{workload}-{size}",
+            "description": run["workloads"].get(workload, ""),
+            "size_description": spec.sizes[size].description if spec and size in spec.sizes
+            else "",
+            "data": "; ".join(sorted(set(cells["data_source"].dropna()))),
+            "params": "–" if cells["param_count"].isna().all()
+            else f"{int(cells['param_count'].max()):,}",
+            "unit": cells["unit"].iloc[0],
+            "target": str(spec.target) if spec else "",
+            "language_model": cells["test_perplexity"].notna().any(),
             "rows": _rows(cells), "ratios": _ratio_rows(cells, ratios),
             "findings": findings(ok, ratios),
             "throughput": _throughput(ok) if len(ok) else "",
@@ -237,7 +264,7 @@ def context(run_dir: Path) -> dict[str, Any]:
             "agreement": loss_agreement(cells, losses[losses["repeat"] == 0]),
         })
     per_process = tables["results"]
-    failed_sync = sorted(set(per_process[(per_process["framework"] != "noop")
+    failed_sync = sorted(set(per_process[(per_process["framework"] != SELF_CHECK)
                                          & (per_process["sync_ok"] == False)]["cell_id"]))  # noqa: E712
     overhead = real["overhead_fraction"].dropna()
     probes = per_process["machine_probe_s"].dropna()
@@ -254,9 +281,10 @@ def context(run_dir: Path) -> dict[str, Any]:
     problems = per_process[per_process["status"] != "ok"]
     return {
         "run": run, "sections": sections, "trust": trust,
-        "versions": run.get("framework_info", {}),
+        "versions": run["framework_info"],
+        "implementations": sorted(set(per_process["implementation"].dropna())),
         "peaks": {k: f"{v / 1e9:.0f} GFLOP/s" for k, v in
-                  run.get("gemm_peak_flops_per_s", {}).items()},
+                  run["gemm_peak_flops_per_s"].items()},
         "problems": [{"cell_id": f"{r['cell_id']} (repeat {r['repeat']})", "status": r["status"],
                       "reason": r["reason"] or ""} for _, r in problems.iterrows()],
         "plotlyjs": get_plotlyjs(),

@@ -4,8 +4,8 @@ Per run, all keyed by ``run_id`` and ``cell_id`` (a cell runs in --repeats fresh
 - ``results``: one row per cell process (repeat): what that process measured;
 - ``summary``: one row per cell: statistics over all its samples and processes (median with a
   bootstrap CI, phases, MFU, break-even) - what the report reads;
-- ``ratios``: time ratios between cells of different frameworks (same workload, device, batch,
-  precision) with a CI and a verdict;
+- ``ratios``: time ratios between cells of different frameworks (same workload, size, device,
+  batch, precision) with a CI and a verdict;
 - ``losses`` (loss at every training step) and ``samples`` (every steady-state sample).
 Run-wide facts (host, versions, GEMM peak, arguments) are in ``run.json`` beside them.
 """
@@ -13,6 +13,7 @@ Run-wide facts (host, versions, GEMM peak, arguments) are in ``run.json`` beside
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,23 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
+from harness.backends import SELF_CHECK
 from harness.flops import datasheet_peak
+from harness.record import CellRecord, Outcome, RunManifest, read_json
+from harness.spec import Cell
 
 CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run this row belongs to (see run.json)"),
-    "cell_id": ("string", "workload-framework-mode-device-b<batch> (precision if not fp32)"),
-    "workload": ("string", "workload name (harness.spec.WORKLOADS)"),
+    "cell_id": ("string", "workload-size-framework-mode-device-b<batch> (precision if not "
+                "fp32)"),
+    "workload": ("string", "workload name (harness.model.workloads)"),
+    "size": ("string", "the workload's named size (--size)"),
     "framework": ("string", "torch | tensorflow | jax (noop: the harness self-check)"),
     "mode": ("string", "eager | graph | compiled"),
     "device": ("string", "cpu | cuda"),
     "batch_size": ("Int64", "examples per training step"),
     "dataset": ("string", "dataset name"),
+    "unit": ("string", "what throughput counts: images | tokens"),
     "precision": ("string", "fp32 | tf32 | bf16 (settings read back are in `settings`)"),
     "status": ("string", "ok | failed | skipped | interrupted"),
     "reason": ("string", "why a cell failed or was skipped (error tail), else empty"),
@@ -43,7 +50,12 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "framework_version": ("string", "version of the framework the cell ran"),
     "threads": ("Int64", "CPUs the process was pinned to (frameworks' pools sized to it)"),
     "settings": ("string", "JSON: effective thread, precision and allocator settings read back"),
+    "implementation": ("string", "JSON: the path the framework took where it has several "
+                       "(e.g. its LSTM: fused kernel or a scan)"),
+    "data_source": ("string", "where the data came from (real, upsampled, synthetic; version)"),
+    "data_sha256": ("string", "SHA-256 of a text corpus's bytes (tells two runs' text apart)"),
     "param_count": ("Int64", "trainable parameters"),
+    "items_per_step": ("Int64", "images, or tokens, per training step"),
     "train_step_flops": ("Int64", "analytic FLOPs of one training step (harness.flops)"),
     "import_s": ("Float64", "time to import the framework in a fresh process"),
     "build_s": ("Float64", "time to build the model, load weights and make the optimiser"),
@@ -51,7 +63,11 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "compile_cache": ("string", "cold (empty caches, repeat 0) | warm (persistent caches kept)"),
     "train_s": ("Float64", "training budget after the first step, loss read back every step"),
     "train_steps": ("Int64", "training steps in the budget (first step included)"),
-    "test_accuracy": ("Float64", "accuracy on the test split after the training budget"),
+    "test_accuracy": ("Float64", "accuracy on the test split after the training budget "
+                      "(per image, or per predicted token)"),
+    "test_perplexity": ("Float64", "language models: exp(mean next-token cross-entropy) on the "
+                        "test split"),
+    "target_met": ("boolean", "the workload's accuracy or perplexity target was reached"),
     "final_loss": ("Float64", "training loss at the last step of the budget"),
     "warmup_steps": ("Int64", "steps run until the step time was stable"),
     "warmup_s": ("Float64", "time spent warming up"),
@@ -85,7 +101,9 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "step_ci_low_s": ("Float64", "95% hierarchical bootstrap CI of the median, low end"),
     "step_ci_high_s": ("Float64", "95% hierarchical bootstrap CI of the median, high end"),
     "step_iqr_s": ("Float64", "interquartile range of all samples"),
-    "samples_per_s": ("Float64", "throughput: batch_size / step_median_s"),
+    "samples_per_s": ("Float64", "examples (images or sequences) per second: batch_size / "
+                      "step_median_s"),
+    "items_per_s": ("Float64", "throughput in the workload's unit (images/s or tokens/s)"),
     "vs_fastest": ("Float64", "step time / the fastest cell's of the same workload and device"),
     "import_s": ("Float64", "median framework import time"),
     "build_s": ("Float64", "median build time"),
@@ -96,6 +114,10 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "peak_rss_bytes": ("Int64", "largest VmHWM of any process"),
     "device_peak_bytes": ("Int64", "largest GPU allocator peak of any process"),
     "test_accuracy": ("Float64", "accuracy after the training budget (repeat 0)"),
+    "test_perplexity": ("Float64", "language models: test perplexity after the budget"),
+    "target_met": ("boolean", "the workload's quality target was reached (repeat 0)"),
+    "data_source": ("string", "where the data came from"),
+    "param_count": ("Int64", "trainable parameters"),
     "train_step_flops": ("Int64", "analytic FLOPs per training step"),
     "achieved_flops_per_s": ("Float64", "train_step_flops / step_median_s"),
     "mfu": ("Float64", "achieved_flops_per_s / the GEMM peak measured in this run"),
@@ -108,7 +130,8 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
 
 RATIO_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run"),
-    "workload": ("string", ""), "device": ("string", ""), "batch_size": ("Int64", ""),
+    "workload": ("string", ""), "size": ("string", ""), "device": ("string", ""),
+    "batch_size": ("Int64", ""),
     "precision": ("string", ""),
     "a": ("string", "cell id of the numerator"), "b": ("string", "cell id of the denominator"),
     "ratio": ("Float64", "median step time of a / of b (below 1: a is faster)"),
@@ -121,51 +144,45 @@ LOSSES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "st
 SAMPLES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "sample": "Int64",
                   "step_s": "Float64"}
 PHASES = ("import", "build", "first_step", "train", "steady")
-COMPARISON_KEYS = ["workload", "device", "batch_size", "precision"]  # cells compared together
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+COMPARISON_KEYS = ["workload", "size", "device", "batch_size", "precision"]  # compared together
 
 
 def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Build the per-process table, losses and samples from a run directory's raw files."""
-    run_id = _read(run_dir / "run.json").get("run_id", run_dir.name)
+    run_id = RunManifest.read(run_dir).run_id
     rows, losses, samples = [], [], []
     for proc_dir in sorted((run_dir / "cells").glob("*/r*/")):
-        outcome = _read(proc_dir / "outcome.json")
-        if not outcome:
+        outcome = Outcome.read(proc_dir / "outcome.json")
+        if outcome is None:
             continue  # never started
-        record = _read(proc_dir / "cell.json")
-        cell = _read(proc_dir / "cell_spec.json")
+        record = CellRecord.read(proc_dir / "cell.json")
+        cell = Cell.from_json(json.dumps(read_json(proc_dir / "cell_spec.json")))
         cell_id, repeat = proc_dir.parent.name, int(proc_dir.name[1:])
-        step_samples = record.get("step_samples_s", [])
-        phase_rss = record.get("phase_peak_rss_bytes", {})
-        device_peaks = [v for v in record.get("phase_device_peak_bytes", {}).values() if v]
-        row = {k: record.get(k) for k in SCHEMA}
-        row.update({k: cell.get(k) for k in ("workload", "framework", "mode", "device",
-                                              "batch_size", "dataset", "precision")})
+        step_samples = record.step_samples_s
+        device_peaks = [v for v in record.phase_device_peak_bytes.values() if v]
+        fields = asdict(record)
+        row = {k: fields.get(k) for k in SCHEMA}
+        row.update({k: getattr(cell, k) for k in ("workload", "framework", "mode", "device",
+                                                  "batch_size", "precision")})
         row.update(
-            run_id=run_id, cell_id=cell_id, repeat=repeat, status=outcome.get("status"),
-            reason=outcome.get("reason"), wall_s=outcome.get("wall_s"),
-            framework_version=record.get("framework_info", {}).get("framework_version"),
-            threads=record.get("threads", {}).get("threads"),
-            settings=json.dumps(record["settings"]) if "settings" in record else None,
+            run_id=run_id, cell_id=cell_id, repeat=repeat, status=outcome.status,
+            reason=outcome.reason, wall_s=outcome.wall_s,
+            size=cell.size_name, dataset=record.dataset or cell.dataset_name,
+            framework_version=record.framework_info.get("framework_version"),
+            threads=record.threads.get("threads"),
+            settings=json.dumps(record.settings) if record.settings else None,
+            implementation=json.dumps(record.implementation) if record.implementation else None,
             n_samples=len(step_samples) or None,
-            sync_ok=record.get("sync_check", {}).get("ok"),
-            machine_probe_s=max((t for when in record.get("machine_probe_s", {}).values()
-                                 for t in when.values()), default=None),
+            sync_ok=record.sync_check.get("ok"),
+            machine_probe_s=record.slowest_probe_s,
             device_peak_bytes=max(device_peaks) if device_peaks else None,
-            **{f"peak_rss_{p}_bytes": phase_rss.get(p) for p in PHASES})
+            **{f"peak_rss_{p}_bytes": record.phase_peak_rss_bytes.get(p) for p in PHASES})
         if step_samples:
             q1, med, q3 = np.percentile(step_samples, [25, 50, 75])
             row.update(step_median_s=med, step_q1_s=q1, step_q3_s=q3,
                        step_min_s=min(step_samples))
         rows.append(row)
-        losses += [(run_id, cell_id, repeat, i, v) for i, v in enumerate(record.get("losses", []))]
+        losses += [(run_id, cell_id, repeat, i, v) for i, v in enumerate(record.losses)]
         samples += [(run_id, cell_id, repeat, i, v) for i, v in enumerate(step_samples)]
     return (_frame(rows, SCHEMA), _frame(losses, LOSSES_SCHEMA), _frame(samples, SAMPLES_SCHEMA))
 
@@ -179,7 +196,7 @@ def sample_groups(samples: pd.DataFrame) -> dict[str, list[np.ndarray]]:
 def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
               peak_flops: float | None, gpu_name: str | None = None) -> pd.DataFrame:
     """One row per cell: statistics over all samples of all its processes."""
-    noop = table[(table["framework"] == "noop") & (table["status"] == "ok")]
+    noop = table[(table["framework"] == SELF_CHECK) & (table["status"] == "ok")]
     noop_step = float(noop["step_median_s"].median()) if len(noop) else None
     noop_sample = float(noop["sync_overhead_s"].median()) if len(noop) else None
     quietest = table["machine_probe_s"].min()
@@ -197,12 +214,15 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
         warm = procs[procs["repeat"] > 0]["first_step_s"].dropna()
         row["first_step_warm_s"] = warm.median() if len(warm) else None
         trained = procs.dropna(subset=["test_accuracy"])
-        row["test_accuracy"] = trained["test_accuracy"].iloc[0] if len(trained) else None
+        for col in ("test_accuracy", "test_perplexity", "target_met"):
+            row[col] = trained[col].iloc[0] if len(trained) else None
+        row["data_source"] = procs["data_source"].dropna().iloc[0] \
+            if procs["data_source"].notna().any() else None
         for col in ("import_s", "build_s"):
             row[col] = procs[col].median()
         row["warmup_steps"] = round(procs["warmup_steps"].median()) \
             if procs["warmup_steps"].notna().any() else None
-        for col in ("peak_rss_bytes", "device_peak_bytes", "train_step_flops"):
+        for col in ("peak_rss_bytes", "device_peak_bytes", "train_step_flops", "param_count"):
             row[col] = procs[col].max()
         row["sync_ok"] = bool(ok["sync_ok"].all()) if len(ok) else None
         row["machine_slowdown"] = procs["machine_probe_s"].max() / quietest
@@ -214,14 +234,17 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
             row.update(n_samples=len(pooled), step_median_s=med, step_ci_low_s=lo,
                        step_ci_high_s=hi, step_iqr_s=q3 - q1,
                        samples_per_s=first["batch_size"] / med)
-            if pd.notna(row["train_step_flops"]) and first["framework"] != "noop":
+            items = procs["items_per_step"].dropna()
+            if len(items):
+                row["items_per_s"] = items.iloc[0] / med
+            if pd.notna(row["train_step_flops"]) and first["framework"] != SELF_CHECK:
                 row["achieved_flops_per_s"] = row["train_step_flops"] / med
                 if peak_flops:
                     row["mfu"] = row["achieved_flops_per_s"] / peak_flops
                 sheet = datasheet_peak(gpu_name, first["precision"])
                 if first["device"] == "cuda" and sheet:
                     row["mfu_datasheet"] = row["achieved_flops_per_s"] / sheet
-            if noop_step is not None and first["framework"] != "noop":
+            if noop_step is not None and first["framework"] != SELF_CHECK:
                 row["overhead_fraction"] = (noop_sample + k * noop_step) / (k * med)
         rows.append(row)
     summary = _frame(rows, SUMMARY_SCHEMA)
@@ -230,7 +253,7 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
 
 def _relate(summary: pd.DataFrame) -> pd.DataFrame:
     """Fill vs_fastest and break_even_step, which compare cells with each other."""
-    real = summary["framework"] != "noop"
+    real = summary["framework"] != SELF_CHECK
     for _, group in summary[real & summary["step_median_s"].notna()].groupby(COMPARISON_KEYS):
         fastest = group["step_median_s"].min()
         summary.loc[group.index, "vs_fastest"] = group["step_median_s"] / fastest
@@ -248,7 +271,7 @@ def _relate(summary: pd.DataFrame) -> pd.DataFrame:
 
 def ratios(summary: pd.DataFrame, groups: dict[str, list[np.ndarray]]) -> pd.DataFrame:
     """Every pair of finished cells of different frameworks within one comparison group."""
-    done = summary[(summary["framework"] != "noop") & summary["step_median_s"].notna()]
+    done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()]
     rows = []
     for key, group in done.groupby(COMPARISON_KEYS, sort=False):
         for (_, a), (_, b) in combinations(group.iterrows(), 2):
@@ -293,10 +316,10 @@ TABLES = {"results": SCHEMA, "summary": SUMMARY_SCHEMA, "ratios": RATIO_SCHEMA,
 def write(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Collect a run's raw outputs and save every table as Parquet (and the small ones as CSV)."""
     table, losses, samples = collect(run_dir)
-    run = _read(run_dir / "run.json")
-    gpus = run.get("host", {}).get("gpus") or [{}]
+    run = RunManifest.read(run_dir)
+    gpus = run.host.get("gpus") or [{}]
     groups = sample_groups(samples)
-    summary = summarize(table, groups, run.get("peak_flops_per_s"), gpus[0].get("name"))
+    summary = summarize(table, groups, run.peak_flops_per_s, gpus[0].get("name"))
     tables = {"results": table, "summary": summary, "ratios": ratios(summary, groups),
               "losses": losses, "samples": samples}
     for name, df in tables.items():

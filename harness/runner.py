@@ -7,7 +7,6 @@ goes on; a framework missing from the interpreter that would run it is recorded 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -21,6 +20,8 @@ from typing import Any
 from harness.backends import BACKENDS
 from harness.cell import CELL_ENV, OUT_ENV
 from harness.measure import clock
+from harness.record import CellRecord
+from harness.record import Outcome as OutcomeFile
 from harness.spec import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ class Outcome:
     status: str                      # ok | failed | skipped | interrupted
     reason: str | None = None
     wall_s: float = 0.0
-    record: dict[str, Any] = field(default_factory=dict)
+    record: CellRecord = field(default_factory=CellRecord)
 
 
 Command = Callable[[Cell, Path, str], list[str]]
@@ -121,8 +122,7 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
                 outcome = _run_one(cell, out_dir, python, timeout_s, command, cache)
         except KeyboardInterrupt:
             outcome = Outcome(cell, "interrupted", "interrupted (Ctrl-C)")
-        (out_dir / "outcome.json").write_text(json.dumps(
-            {"status": outcome.status, "reason": outcome.reason, "wall_s": outcome.wall_s}))
+        OutcomeFile(outcome.status, outcome.reason, outcome.wall_s).save(out_dir / "outcome.json")
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)
@@ -151,7 +151,7 @@ def _run_one(cell: Cell, out_dir: Path, python: str, timeout_s: float,
             _kill(proc)
             rc, status, reason = None, "interrupted", "interrupted (Ctrl-C)"
     wall = clock() - t0
-    record = _read_json(out_dir / "cell.json")
+    record = CellRecord.read(out_dir / "cell.json")
     if status is None:
         status, reason = _judge(rc, record)
     if status == "failed":
@@ -159,14 +159,13 @@ def _run_one(cell: Cell, out_dir: Path, python: str, timeout_s: float,
     return Outcome(cell, status, reason, wall, record)
 
 
-def _judge(rc: int | None, record: dict[str, Any]) -> tuple[str, str | None]:
-    recorded = record.get("status")
-    if recorded == "skipped":
-        return "skipped", record.get("reason")
-    if rc == 0 and recorded == "ok":
+def _judge(rc: int | None, record: CellRecord) -> tuple[str, str | None]:
+    if record.status == "skipped":
+        return "skipped", record.reason
+    if rc == 0 and record.status == "ok":
         return "ok", None
-    if recorded == "failed":
-        return "failed", record.get("reason")
+    if record.status == "failed":
+        return "failed", record.reason
     if rc is not None and rc < 0:
         return "failed", f"crashed: killed by {signal.Signals(-rc).name}"
     return "failed", f"exited with code {rc}"
@@ -176,13 +175,6 @@ def _kill(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _tail(path: Path) -> str:

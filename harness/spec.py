@@ -1,7 +1,7 @@
-"""Framework-neutral workloads: a small layer vocabulary, the optimiser, and benchmark cells.
+"""Benchmark cells and the names users choose from. Imports no framework.
 
-Canonical conventions every backend translates from: activations are NHWC, a Dense kernel is
-(in, out), a Conv2D kernel is HWIO, Flatten flattens in H, W, C order. Imports no framework.
+The models and how they are trained live in ``harness.model`` (layers, composition, one module
+per workload); this module names what one benchmark cell runs.
 """
 
 from __future__ import annotations
@@ -9,179 +9,55 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
-Shape = tuple[int, ...]
+from harness.model.workload import Workload
+from harness.model.workloads import WORKLOADS
 
-
-@dataclass(frozen=True)
-class Dense:
-    """Fully connected layer: y = x @ kernel + bias."""
-
-    units: int
-
-
-@dataclass(frozen=True)
-class Conv2D:
-    """2-D convolution, stride 1, 'same' zero padding (odd kernel, so padding is symmetric)."""
-
-    filters: int
-    kernel: int = 3
-
-
-@dataclass(frozen=True)
-class MaxPool2D:
-    """Max pooling with window = stride = size, no padding (remainder rows are dropped)."""
-
-    size: int = 2
-
-
-@dataclass(frozen=True)
-class ReLU:
-    """max(x, 0)."""
-
-
-@dataclass(frozen=True)
-class Flatten:
-    """(H, W, C) -> (H*W*C,), in H, W, C order."""
-
-
-Layer = Dense | Conv2D | MaxPool2D | ReLU | Flatten
-
-
-@dataclass(frozen=True)
-class Adam:
-    """Adam (Kingma & Ba), epsilon added to sqrt of the bias-corrected second moment.
-
-    That is torch.optim.Adam's and optax.adam's form; Keras puts epsilon elsewhere, so the
-    TensorFlow backend writes the update out rather than using keras.optimizers.Adam.
-    """
-
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A model, its loss (softmax cross-entropy from logits), optimiser and training budget."""
-
-    name: str
-    description: str
-    layers: tuple[Layer, ...]
-    optimizer: Adam = Adam()
-    batch_size: int = 32
-    epochs: int = 10
-
-    @property
-    def num_outputs(self) -> int:
-        last = self.layers[-1]
-        if not isinstance(last, Dense):
-            raise ValueError(f"workload {self.name!r} must end in a Dense layer of logits")
-        return last.units
-
-
-WORKLOADS: dict[str, Workload] = {
-    w.name: w
-    for w in (
-        Workload(
-            name="mlp",
-            description="the seed article's network: flatten, 128, ReLU, 64, ReLU, 10 logits",
-            layers=(Flatten(), Dense(128), ReLU(), Dense(64), ReLU(), Dense(10)),
-        ),
-        Workload(
-            name="cnn",
-            description="LeNet-style: (conv 3x3, ReLU, max-pool 2) x 2 with 6 and 16 filters, "
-            "then 120, 84, 10",
-            layers=(
-                Conv2D(6, 3), ReLU(), MaxPool2D(2),
-                Conv2D(16, 3), ReLU(), MaxPool2D(2),
-                Flatten(), Dense(120), ReLU(), Dense(84), ReLU(), Dense(10),
-            ),
-        ),
-    )
-}
+__all__ = ["DEVICES", "PRECISIONS", "WORKLOADS", "Cell", "Workload", "check_choice"]
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
-def layer_shapes(layers: tuple[Layer, ...], input_shape: Shape) -> list[tuple[Shape, Shape]]:
-    """(input shape, output shape) of every layer, batch dimension excluded."""
-    shapes = []
-    shape = tuple(input_shape)
-    for layer in layers:
-        if isinstance(layer, Dense):
-            if len(shape) != 1:
-                raise ValueError(f"Dense needs a flat input, got {shape}; add Flatten first")
-            out: Shape = (layer.units,)
-        elif isinstance(layer, Conv2D):
-            if len(shape) != 3 or layer.kernel % 2 == 0:
-                raise ValueError(f"Conv2D needs (H, W, C) input and an odd kernel, got {shape}")
-            out = (shape[0], shape[1], layer.filters)
-        elif isinstance(layer, MaxPool2D):
-            out = (shape[0] // layer.size, shape[1] // layer.size, shape[2])
-        elif isinstance(layer, Flatten):
-            n = 1
-            for d in shape:
-                n *= d
-            out = (n,)
-        else:
-            out = shape
-        shapes.append((shape, out))
-        shape = out
-    return shapes
-
-
-def param_shapes(layers: tuple[Layer, ...], input_shape: Shape) -> list[Shape]:
-    """Shapes of the trainable arrays in canonical order: kernel then bias, layer by layer."""
-    result: list[Shape] = []
-    for layer, (shape_in, _) in zip(layers, layer_shapes(layers, input_shape)):
-        if isinstance(layer, Dense):
-            result += [(shape_in[0], layer.units), (layer.units,)]
-        elif isinstance(layer, Conv2D):
-            result += [(layer.kernel, layer.kernel, shape_in[2], layer.filters), (layer.filters,)]
-    return result
-
-
-def param_count(layers: tuple[Layer, ...], input_shape: Shape) -> int:
-    total = 0
-    for shape in param_shapes(layers, input_shape):
-        n = 1
-        for d in shape:
-            n *= d
-        total += n
-    return total
-
-
 @dataclass(frozen=True)
 class Cell:
-    """One benchmark cell: framework x workload x mode x device x batch size (and its budget).
-
-    A cell runs in a fresh process of its own. New axes (precision, tier, parallelism) are new
-    fields with defaults, so old results stay readable.
-    """
+    """One benchmark cell: framework x workload x size x mode x device x batch size (and its
+    budget). A cell runs in a fresh process of its own. New axes are new fields with defaults,
+    so old results stay readable."""
 
     framework: str
     workload: str
     mode: str
     device: str = "cpu"
     batch_size: int = 32
-    dataset: str = "digits"
+    dataset: str = ""       # "" = the workload's default
     data_dir: str | None = None
-    epochs: int = 10
+    epochs: float = 10     # the training budget; a fraction of an epoch is allowed
     steady_seconds: float = 2.0
     seed: int = 0
     precision: str = "fp32"
     threads: int = 0        # CPUs to pin the process to; 0 = its whole affinity mask
     repeat: int = 0         # which fresh process of this cell (0 runs with cold caches)
     train: bool = True      # run the training budget (accuracy, loss curve) before timing
+    size: str = ""          # "" = the workload's default size
+
+    @property
+    def workload_spec(self) -> Workload:
+        return WORKLOADS[self.workload]
+
+    @property
+    def size_name(self) -> str:
+        return self.size or self.workload_spec.default_size
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset or self.workload_spec.dataset
 
     @property
     def id(self) -> str:
         """Names the measurement, not the process: repeats share it."""
         suffix = "" if self.precision == "fp32" else f"-{self.precision}"
-        return (f"{self.workload}-{self.framework}-{self.mode}-{self.device}-b{self.batch_size}"
-                + suffix)
+        return (f"{self.workload}-{self.size_name}-{self.framework}-{self.mode}-{self.device}"
+                f"-b{self.batch_size}{suffix}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

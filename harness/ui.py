@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness import runner
+from harness.backends import SELF_CHECK
 from harness.measure import NOISE_LIMIT
 from harness.spec import Cell
 
@@ -66,18 +67,21 @@ def _fmt(value: float, fmt: str) -> str:
 def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> None:
     t = Table(title=f"framebench {run_dir.name}")
     for col in ("workload", "framework", "mode", "status", "median step (95% CI) ms",
-                "samples/s", "first step s", "peak RSS MiB", "MFU", "accuracy"):
+                "throughput /s", "first step s", "peak RSS MiB", "MFU", "quality"):
         t.add_column(col, justify="left" if col in ("workload", "framework", "mode") else "right")
-    real = summary[summary["framework"] != "noop"]
+    real = summary[summary["framework"] != SELF_CHECK]
     for _, r in real.sort_values(["workload", "step_median_s"]).iterrows():
         ok = r["status"] == "ok"
-        t.add_row(r["workload"], r["framework"], r["mode"],
+        quality = (f"ppl {r['test_perplexity']:.2f}" if pd.notna(r["test_perplexity"])
+                   else _fmt(r["test_accuracy"], ".3f"))
+        t.add_row(f"{r['workload']} {r['size']}", r["framework"], r["mode"],
                   f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",
                   f"{r['step_median_s'] * 1e3:.3f} ({r['step_ci_low_s'] * 1e3:.3f}–"
                   f"{r['step_ci_high_s'] * 1e3:.3f})" if ok else "–",
-                  _fmt(r["samples_per_s"], ",.0f"), _fmt(r["first_step_cold_s"], ".2f"),
+                  f"{_fmt(r['items_per_s'], ',.0f')} {r['unit']}" if ok else "–",
+                  _fmt(r["first_step_cold_s"], ".2f"),
                   _fmt(r["peak_rss_bytes"] / 2**20, ".0f"), _fmt(r["mfu"], ".1%"),
-                  _fmt(r["test_accuracy"], ".3f"))
+                  quality)
     console.print(t)
     overhead = real["overhead_fraction"].max()
     if pd.notna(overhead):

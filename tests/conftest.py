@@ -25,9 +25,11 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real, small end-to-end run: both workloads, all three frameworks, eager mode."""
+    """A real, small end-to-end run: an image and a language model, all three frameworks,
+    eager and compiled (so compile accounting and break-even are exercised), a fifth of the
+    default training budget."""
     base = tmp_path_factory.mktemp("small_run")
-    proc = run_cli("--quick", "--workloads", "mlp,cnn", "--modes", "eager", "--epochs", "1",
+    proc = run_cli("--quick", "--workloads", "mlp,transformer", "--modes", "eager,compiled",
                    "--steady-seconds", "0.2", "--run-id", "small", "--results-dir",
                    str(base / "results"), "--reports-dir", str(base / "reports"), cwd=base)
     assert proc.returncode == 0, proc.stdout + proc.stderr

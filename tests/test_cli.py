@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.conftest import run_cli
 
@@ -12,18 +13,29 @@ def test_help_lists_the_options(tmp_path: Path) -> None:
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
     for option in ("--workloads", "--frameworks", "--modes", "--devices", "--batch-sizes",
-                   "--dataset", "--epochs", "--quick", "--timeout", "--python"):
+                   "--dataset", "--epochs", "--quick", "--timeout", "--python", "--size"):
         assert option in proc.stdout
-    assert "mlp, cnn" in proc.stdout and "torch, tensorflow, jax" in proc.stdout
+    assert "mlp, cnn, resnet, transformer, lstm" in proc.stdout
+    assert "torch, tensorflow, jax" in proc.stdout and "gpt2-small" in proc.stdout
 
 
 def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
     for args, message in [
-        (["--workloads", "mlp,resnet"], "unknown workload 'resnet'; valid workloads: mlp, cnn"),
+        (["--workloads", "mlp,vgg"], "unknown workload 'vgg'; valid workloads: mlp, cnn, resnet, "
+                                     "transformer, lstm"),
         (["--frameworks", "mxnet"], "valid frameworks: torch, tensorflow, jax"),
         (["--modes", "turbo"], "valid modes: eager, compiled, graph"),
         (["--devices", "tpu"], "valid devices: cpu, cuda"),
-        (["--dataset", "cifar"], "valid datasets: digits, mnist, fashion-mnist, synthetic"),
+        (["--dataset", "cifar"], "valid datasets: digits, digits32, mnist, fashion-mnist, "
+                                 "cifar10, synthetic, pydoc, tinyshakespeare"),
+        (["--size", "huge"], "unknown size 'huge' of workload 'mlp'; valid sizes: small"),
+        (["--size", "gpt2-small"], "write transformer=gpt2-small"),
+        (["--workloads", "lstm", "--size", "lstm=xl"], "valid sizes: small, medium, large"),
+        (["--workloads", "transformer", "--size", "transformer=gpt2-small", "--batch-sizes",
+          "4096"], "needs at least"),
+        (["--workloads", "mlp", "--dataset", "pydoc"], "none of the workloads mlp takes"),
+        (["--dataset", "mnist,cifar10"], "takes one image dataset"),
+        (["--epochs", "0"], "--epochs must be positive"),
         (["--precision", "fp8"], "valid precisions: fp32, tf32, bf16"),
         (["--threads", "999"], "--threads must be between 1 and"),
         (["--modes", "graph", "--frameworks", "torch"], "tensorflow: eager, graph, compiled"),
@@ -37,7 +49,8 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
 def test_end_to_end_run(small_run: Path) -> None:
     run_dir = small_run / "results" / "small"
     table = pd.read_parquet(run_dir / "results.parquet")
-    assert len(table) == 7 and set(table["status"]) == {"ok"}  # 6 cells + the no-op self-check
+    # 2 workloads x (3 eager + 2 compiled + TF graph) cells + the no-op self-check
+    assert len(table) == 13 and set(table["status"]) == {"ok"}, table[["cell_id", "reason"]]
     assert set(table["framework"]) == {"torch", "tensorflow", "jax", "noop"}
     real = table[table["framework"] != "noop"]
     assert (real["step_median_s"] > 0).all() and (real["peak_rss_bytes"] > 50e6).all()
@@ -53,9 +66,17 @@ def test_end_to_end_run(small_run: Path) -> None:
     assert run["framework_info"]["jax"] and run["peak_flops_per_s"] > 1e9
     assert set(run["gemm_peak_flops_per_s"]) == {"numpy", "torch", "tensorflow", "jax"}
     summary = pd.read_parquet(run_dir / "summary.parquet").set_index("cell_id")
-    mlp = summary.loc["mlp-jax-eager-cpu-b32"]
+    mlp = summary.loc["mlp-small-jax-eager-cpu-b32"]
     assert mlp["step_ci_low_s"] <= mlp["step_median_s"] <= mlp["step_ci_high_s"]
     assert 0 < mlp["mfu"] < 1 and mlp["overhead_fraction"] < 0.01
+    assert mlp["unit"] == "images" and mlp["items_per_s"] == mlp["samples_per_s"]
+    lm = summary.loc["transformer-small-jax-compiled-cpu-b16"]
+    assert lm["unit"] == "tokens" and lm["items_per_s"] == pytest.approx(64 * lm["samples_per_s"])
+    assert 1 < lm["test_perplexity"] < 256 and "pydoc_data" in lm["data_source"]
+    assert summary["break_even_step"].notna().any()  # compiled modes were compared with eager
+    results_table = table.set_index("cell_id")
+    assert len(results_table.loc["transformer-small-torch-eager-cpu-b16", "data_sha256"]) == 64
+    assert "softmax" in results_table.loc["transformer-small-jax-eager-cpu-b16", "implementation"]
 
 
 def test_repeats_interleave_frameworks() -> None:
@@ -63,6 +84,7 @@ def test_repeats_interleave_frameworks() -> None:
 
     cells = make_cells(run_parser().parse_args(
         ["--workloads", "mlp", "--modes", "compiled", "--repeats", "2"]))
+    assert {c.size for c in cells} == {"small"} and {c.dataset for c in cells} == {"digits"}
     assert cells[0].framework == "noop"
     order = [(c.framework, c.repeat) for c in cells[1:]]
     assert order == [("torch", 0), ("tensorflow", 0), ("jax", 0),

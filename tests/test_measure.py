@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.measure import host_info, peak_rss_bytes
+from harness.measure import host_info, peak_rss_bytes, reset_peak_rss
 
 
 def test_peak_rss_sees_a_short_spike() -> None:
+    reset_peak_rss()  # an earlier test's peak may exceed this one's
     before = peak_rss_bytes()
     spike = np.ones(200 * 2**20 // 8)  # 200 MiB, touched, then freed at once
     del spike

@@ -29,8 +29,8 @@ def test_report_renders_every_section(small_run: Path) -> None:
     html = (small_run / "reports" / "small" / "index.html").read_text()
     parsed = Ids()
     parsed.feed(html)
-    assert {"summary", "workload-mlp", "workload-cnn", "trust", "failures", "environment",
-            "method"} <= parsed.ids
+    assert {"summary", "workload-mlp-small", "workload-transformer-small", "trust", "failures",
+            "environment", "method"} <= parsed.ids
     assert "untrustworthy" not in parsed.ids
     assert parsed.classes.count("phases") == 2 and parsed.classes.count("ratios") == 2
     assert parsed.classes.count("throughput") == 2 and parsed.classes.count("losses") == 2
@@ -38,12 +38,15 @@ def test_report_renders_every_section(small_run: Path) -> None:
     assert "Fastest steady-state training" in html and "Every cell finished." in html
     assert 'id="machine-noise"' in html and "the machine's own speed moved by" in html
     for fw in ("torch", "tensorflow", "jax"):
-        assert f"{fw} eager" in html
+        assert f"{fw} eager" in html and f"{fw} compiled" in html
+    assert "tokens/s" in html and "test perplexity" in html and "pays off" in html
+    assert "pydoc_data.topics" in html and "scikit-learn" in html  # where the data came from
+    assert "Implementation paths taken" in html
     assert "cdn" not in html.split("<body>")[1].lower()  # plotly.js inlined: opens offline
 
 
 def test_failed_cells_are_shown(tmp_path: Path) -> None:
-    crash = Cell("jax", "mlp", "eager")
+    crash = Cell("jax", "mlp", "eager", size="small", dataset="digits")
     runner.run_cells([crash], tmp_path,
                      command=lambda c, o, p: [p, "-c", "import os; os.abort()"])
     (tmp_path / "run.json").write_text(json.dumps({"run_id": tmp_path.name}))
@@ -74,16 +77,16 @@ def test_report_in_a_real_browser(small_run: Path, tmp_path: Path) -> None:
         browser.close()
     assert page_errors == []
     assert plots == 6  # throughput, memory, losses for each of two workloads
-    assert traces == 6  # three frameworks' loss curves in each workload
+    assert traces == 14  # every cell's loss curve (7 per workload)
 
 
 def test_a_failed_sync_check_marks_the_run_untrustworthy(small_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(small_run / "results" / "small", run_dir)
-    record_path = next(run_dir.glob("cells/mlp-jax-eager-*/r0/cell.json"))
+    record_path = next(run_dir.glob("cells/mlp-small-jax-eager-*/r0/cell.json"))
     record = json.loads(record_path.read_text())
     record["sync_check"]["ok"] = False
     record_path.write_text(json.dumps(record))
     results.write(run_dir)
     html = report.render(run_dir, tmp_path / "reports").read_text()
-    assert 'id="untrustworthy"' in html and "mlp-jax-eager-cpu-b32" in html
+    assert 'id="untrustworthy"' in html and "mlp-small-jax-eager-cpu-b32" in html

@@ -1,26 +1,16 @@
-"""Datasets as numpy arrays, and the one batch order every framework sees.
-
-Images are float32 NHWC scaled to [0, 1]; labels are int32 class indices.
-- ``digits``: scikit-learn's bundled UCI handwritten digits (8x8, real data, works offline).
-- ``mnist`` / ``fashion-mnist``: IDX files from a data directory, downloaded into it on demand
-  and checked against their SHA-256.
-- ``synthetic``: random images of any shape, for pure throughput (accuracy means nothing).
-"""
+"""Image datasets: float32 NHWC in [0, 1], int32 labels; real data offline or checked downloads."""
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
-import shutil
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+import tarfile
 from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "synthetic")
+from harness.data.base import NUM_CLASSES, Dataset
+from harness.data.download import cached, download, verify
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -49,40 +39,11 @@ IDX_SOURCES: dict[str, tuple[str, dict[str, str]]] = {
     }),
 }
 
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-bin"
+CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR10_TEST = ("test_batch.bin",)
 SYNTHETIC_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int = NUM_CLASSES
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
-
-
-def default_data_dir() -> Path:
-    """$FRAMEBENCH_DATA, else the user cache (~/.cache/framebench)."""
-    env = os.environ.get("FRAMEBENCH_DATA")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "framebench"
-
-
-def load(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) -> Dataset:
-    if name == "digits":
-        return digits()
-    if name in IDX_SOURCES:
-        return idx_dataset(name, Path(data_dir) if data_dir else default_data_dir() / name)
-    if name == "synthetic":
-        return synthetic(SYNTHETIC_SHAPE, seed=seed)
-    raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
 
 
 def digits(test_fraction: float = 0.2) -> Dataset:
@@ -99,18 +60,36 @@ def digits(test_fraction: float = 0.2) -> Dataset:
         test_idx.extend(rng.permutation(members)[: round(len(members) * test_fraction)])
     test_mask = np.zeros(len(y), dtype=bool)
     test_mask[test_idx] = True
-    return Dataset("digits", x[~test_mask], y[~test_mask], x[test_mask], y[test_mask])
+    return Dataset("digits", x[~test_mask], y[~test_mask], x[test_mask], y[test_mask],
+                   source="scikit-learn's bundled UCI digits, 8x8, offline")
+
+
+def digits32() -> Dataset:
+    """digits() with its split, 4x nearest-neighbour upsampled to 32x32x3 (CIFAR's shape)."""
+    d = digits()
+
+    def upsample(x: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(np.repeat(x, 4, axis=1), 4, axis=2), 3, axis=3)
+
+    return Dataset("digits32", upsample(d.x_train), d.y_train, upsample(d.x_test), d.y_test,
+                   source="scikit-learn's bundled UCI digits, 8x8 upsampled to 32x32x3 "
+                          "(nearest), offline")
 
 
 def synthetic(shape: tuple[int, ...], n_train: int = 4096, n_test: int = 512,
               seed: int = 0) -> Dataset:
+    """Uniform random images and labels of any shape: throughput only, accuracy means nothing."""
     rng = np.random.default_rng(seed)
+
     def images(n: int) -> np.ndarray:
         return rng.random((n, *shape), dtype=np.float32)
+
     x_train, x_test = images(n_train), images(n_test)
     y_train = rng.integers(0, NUM_CLASSES, n_train).astype(np.int32)
     y_test = rng.integers(0, NUM_CLASSES, n_test).astype(np.int32)
-    return Dataset("synthetic", x_train, y_train, x_test, y_test)
+    return Dataset("synthetic", x_train, y_train, x_test, y_test,
+                   source=f"uniform random {'x'.join(map(str, shape))} images and labels "
+                          f"(seed {seed}), throughput only")
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -133,72 +112,79 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return data.reshape(dims)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(name: str, directory: Path) -> None:
     """Download the missing gzipped IDX files of ``name`` into directory, checking SHA-256."""
     base, files = IDX_SOURCES[name]
-    directory.mkdir(parents=True, exist_ok=True)
     for filename, expected in files.items():
-        target = directory / filename
-        if target.exists() or (directory / filename.removesuffix(".gz")).exists():
+        if (directory / filename).exists() or (directory / filename.removesuffix(".gz")).exists():
             continue
-        partial = target.with_suffix(".part")
-        try:
-            with urllib.request.urlopen(base + filename, timeout=60) as response, \
-                    open(partial, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise RuntimeError(
-                f"{name}: {filename} is not in {directory} and downloading it from {base} "
-                f"failed ({exc}). Put the IDX files there by hand or pass --data-dir.") from exc
-        got = sha256(partial)
-        if got != expected:
-            partial.unlink()
-            raise RuntimeError(f"{name}: {filename} has SHA-256 {got}, expected {expected}")
-        partial.rename(target)
+        download(base + filename, directory / filename, expected, name,
+                 "Put the IDX files there by hand")
 
 
 def idx_dataset(name: str, directory: Path) -> Dataset:
     """Load a four-file IDX dataset (gzipped or not) from directory, downloading what is missing."""
     fetch(name, directory)
-    _, files = IDX_SOURCES[name]
+    base, files = IDX_SOURCES[name]
     arrays = []
     for stem in _IDX_FILES:
         gz = directory / f"{stem}.gz"
         if gz.exists():
-            got = sha256(gz)
-            if got != files[gz.name]:
-                raise RuntimeError(f"{name}: {gz} has SHA-256 {got}, expected {files[gz.name]}; "
-                                   "delete it to download it again")
+            verify(gz, files[gz.name], name)
             arrays.append(read_idx(gz))
         else:
             arrays.append(read_idx(directory / stem))
-    return from_idx_arrays(name, *arrays)
+    return from_idx_arrays(name, *arrays, source=f"{name} IDX files from {base}, in {directory}")
 
 
 def from_idx_arrays(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                    y_test: np.ndarray) -> Dataset:
+                    y_test: np.ndarray, source: str = "") -> Dataset:
+    """Bytes (N, H, W) and labels to a Dataset: images /255 with a channel axis, int32 labels."""
     def images(a: np.ndarray) -> np.ndarray:
         return (a.astype(np.float32) / 255.0)[..., None]
     return Dataset(name, images(x_train), y_train.astype(np.int32),
-                   images(x_test), y_test.astype(np.int32))
+                   images(x_test), y_test.astype(np.int32), source=source)
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int, epoch: int,
-            seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """One epoch of shuffled batches; the order depends only on (seed, epoch), so every framework
-    sees the same batches in the same order. The last partial batch is dropped (static shapes)."""
-    if batch_size > len(x):
-        raise ValueError(f"batch size {batch_size} exceeds the {len(x)} training examples")
-    order = np.random.default_rng([seed, epoch]).permutation(len(x))
-    for start in range(0, len(x) - batch_size + 1, batch_size):
-        idx = order[start : start + batch_size]
-        yield x[idx], y[idx]
+def cifar10(directory: Path) -> Dataset:
+    """CIFAR-10 from its official binary batches: an extracted folder, else the checked archive."""
+    folder = directory / CIFAR10_FOLDER
+    if folder.is_dir():
+        blobs = {f: (folder / f).read_bytes() for f in CIFAR10_TRAIN + CIFAR10_TEST}
+        origin = str(folder)
+    else:
+        archive = cached(CIFAR10_URL, directory, "cifar10",
+                         f"Put {CIFAR10_URL.rsplit('/', 1)[-1]} (or its extracted "
+                         f"{CIFAR10_FOLDER}/) there by hand")
+        blobs = _tar_members(archive, CIFAR10_TRAIN + CIFAR10_TEST)
+        origin = f"{archive} (SHA-256 checked)"
+    x_train, y_train = _cifar_records(b"".join(blobs[f] for f in CIFAR10_TRAIN))
+    x_test, y_test = _cifar_records(b"".join(blobs[f] for f in CIFAR10_TEST))
+    return Dataset("cifar10", x_train, y_train, x_test, y_test,
+                   source=f"CIFAR-10 binary batches from {CIFAR10_URL}, read from {origin}")
+
+
+def _tar_members(archive: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The bytes of the members of a tar archive whose base names are in names."""
+    blobs: dict[str, bytes] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            base = member.name.rsplit("/", 1)[-1]
+            if member.isfile() and base in names:
+                blobs[base] = tar.extractfile(member).read()
+    missing = [n for n in names if n not in blobs]
+    if missing:
+        raise RuntimeError(f"cifar10: {archive} lacks {', '.join(missing)}")
+    return blobs
+
+
+def _cifar_records(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Records of 1 label byte + 3,072 image bytes (C, H, W) to NHWC float32 /255 and int32."""
+    record = 1 + 3 * 32 * 32
+    if len(raw) % record:
+        raise ValueError(f"cifar10: {len(raw)} bytes is not a whole number of "
+                         f"{record}-byte records")
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
+    images = rows[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32, order="C")
+    images /= 255.0
+    return images, rows[:, 0].astype(np.int32)

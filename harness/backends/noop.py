@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
-from harness.spec import Shape, Workload
+from harness.backends import Spec
+from harness.model import graph
 
 
 def info() -> dict[str, Any]:
@@ -20,8 +21,10 @@ def configure(device: str, precision: str, threads: int) -> dict[str, Any]:
 
 
 class NoopTrainer:
-    def __init__(self, num_outputs: int) -> None:
-        self.num_outputs = num_outputs
+    implementation: dict[str, str] = {}
+
+    def __init__(self, output_shape: tuple[int, ...]) -> None:
+        self.output_shape = output_shape
 
     def put(self, x: np.ndarray, y: np.ndarray | None = None) -> Any:
         return x if y is None else (x, y)
@@ -30,7 +33,7 @@ class NoopTrainer:
         return 0.0
 
     def predict(self, x: Any) -> np.ndarray:
-        return np.zeros((len(x), self.num_outputs), dtype=np.float32)
+        return np.zeros((len(x), *self.output_shape), dtype=np.float32)
 
     def sync(self) -> None:
         pass
@@ -38,8 +41,11 @@ class NoopTrainer:
     def numpy(self, value: Any) -> np.ndarray:
         return np.asarray(value)
 
-    def weights(self) -> list[np.ndarray]:
-        return []
+    def weights(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {}
 
     def reset_device_peak(self) -> None:
         pass
@@ -48,6 +54,5 @@ class NoopTrainer:
         return None
 
 
-def build(workload: Workload, weights: list[np.ndarray], mode: str, device: str,
-          input_shape: Shape, precision: str = "fp32") -> NoopTrainer:
-    return NoopTrainer(workload.num_outputs)
+def build(spec: Spec, mode: str, device: str, precision: str = "fp32") -> NoopTrainer:
+    return NoopTrainer(graph.output_shape(spec.model, spec.input_shape))

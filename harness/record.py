@@ -1,0 +1,170 @@
+"""The files a run leaves behind, as dataclasses written and read here only: each cell process's
+record (``cell.json``), the runner's verdict on it (``outcome.json``) and the run manifest
+(``run.json``). Adding a field is one edit: a new attribute with a default. Files are written
+to a temporary name and renamed, so a reader never sees half a file; unknown keys (from a newer
+version) are ignored and missing ones take their defaults, so old runs stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Atomically write JSON (numpy scalars become Python numbers)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in path, or {} if it is missing or unreadable (a process that died)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _from_dict(cls: type[T], raw: dict[str, Any]) -> T:
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+@dataclass
+class CellRecord:
+    """What one cell process measured, phase by phase (saved after every phase, so a crash keeps
+    what came before it)."""
+
+    cell_id: str = ""
+    repeat: int = 0
+    status: str = "running"            # running | ok | failed | skipped
+    reason: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    threads: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    framework_info: dict[str, Any] = field(default_factory=dict)
+    implementation: dict[str, str] = field(default_factory=dict)
+    # the data and the model
+    dataset: str | None = None
+    data_source: str | None = None
+    data_sha256: str | None = None
+    dataset_train_size: int | None = None
+    dataset_test_size: int | None = None
+    input_shape: list[int] = field(default_factory=list)
+    unit: str = "images"               # what throughput counts: images | tokens
+    items_per_step: int | None = None  # images, or tokens, per training step
+    param_count: int | None = None
+    train_step_flops: int | None = None
+    inference_flops: int | None = None
+    # phases
+    import_s: float | None = None
+    build_s: float | None = None
+    first_step_s: float | None = None
+    compile_cache: str | None = None
+    train_s: float | None = None
+    train_steps: int | None = None
+    final_loss: float | None = None
+    test_accuracy: float | None = None
+    test_perplexity: float | None = None
+    target_met: bool | None = None
+    losses: list[float] = field(default_factory=list)
+    # steady state
+    steps_per_sample: int | None = None
+    rounds: int | None = None
+    sync_overhead_s: float | None = None
+    calibration_step_s: float | None = None
+    warmup_samples: int | None = None
+    warmup_steps: int | None = None
+    warmup_s: float | None = None
+    warmup_stable: bool | None = None
+    step_samples_s: list[float] = field(default_factory=list)
+    sync_check: dict[str, Any] = field(default_factory=dict)
+    machine_probe_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    # memory
+    phase_peak_rss_bytes: dict[str, int | None] = field(default_factory=dict)
+    phase_device_peak_bytes: dict[str, int | None] = field(default_factory=dict)
+    peak_rss_bytes: int | None = None
+    nvml_process_bytes: int | None = None
+
+    def save(self, path: Path) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: Path) -> CellRecord:
+        return _from_dict(cls, read_json(path))
+
+    @property
+    def slowest_probe_s(self) -> float | None:
+        """The slowest CPU's machine-probe time, before or after the samples."""
+        return max((t for when in self.machine_probe_s.values() for t in when.values()),
+                   default=None)
+
+
+@dataclass
+class Outcome:
+    """The runner's verdict on one cell process (``outcome.json``)."""
+
+    status: str                        # ok | failed | skipped | interrupted
+    reason: str | None = None
+    wall_s: float = 0.0
+
+    def save(self, path: Path) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: Path) -> Outcome | None:
+        raw = read_json(path)
+        return _from_dict(cls, raw) if raw else None
+
+
+@dataclass
+class RunManifest:
+    """Run-wide facts (``run.json``): identity, command, host, the cells, GEMM peaks, versions."""
+
+    run_id: str = ""
+    started: str | None = None
+    ended: str | None = None
+    argv: list[str] = field(default_factory=list)
+    host: dict[str, Any] = field(default_factory=dict)
+    cells: list[str] = field(default_factory=list)
+    repeats: int = 1
+    threads: int | None = None
+    precision: str = "fp32"
+    workloads: dict[str, str] = field(default_factory=dict)      # name: description
+    gemm_peak_flops_per_s: dict[str, float] = field(default_factory=dict)
+    peak_flops_per_s: float | None = None
+    framework_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    interrupted: bool = False
+
+    FILE = "run.json"
+
+    def save(self, run_dir: Path) -> None:
+        write_json(run_dir / self.FILE, asdict(self))
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunManifest:
+        manifest = _from_dict(cls, read_json(run_dir / cls.FILE))
+        manifest.run_id = manifest.run_id or run_dir.name
+        return manifest
+
+    @classmethod
+    def exists(cls, run_dir: Path) -> bool:
+        return (run_dir / cls.FILE).exists()
