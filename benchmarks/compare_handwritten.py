@@ -101,7 +101,7 @@ def main() -> None:
                         [out] = runner.run_cells([cell], Path(tmp) / str(r), pythons)
                         if out.status != "ok":
                             raise SystemExit(f"{fw} harness cell {out.status}: {out.reason}")
-                        value = float(np.median(out.record["step_samples_s"]))
+                        value = float(np.median(out.record.step_samples_s))
                     else:
                         done = subprocess.run(
                             [python, str(ROOT / "benchmarks" / "handwritten.py"), fw],

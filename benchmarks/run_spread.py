@@ -18,6 +18,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import results  # noqa: E402
+from harness.backends import SELF_CHECK  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
                   f"(median {probe.median() * 1e3:.3f}): the machine moved by "
                   f"{probe.max() / probe.min() - 1:.0%}")
         s = tables["summary"]
-        s = s[(s["framework"] != "noop") & s["step_median_s"].notna()]
+        s = s[(s["framework"] != SELF_CHECK) & s["step_median_s"].notna()]
         if args.workload:
             s = s[s["workload"] == args.workload]
         medians[run.name] = s.set_index("cell_id")["step_median_s"] * 1e3

@@ -104,7 +104,7 @@ def run_parser() -> argparse.ArgumentParser:
                    help="training budget in epochs, fractions allowed (default: each "
                    "workload's)")
     p.add_argument("--steady-seconds", type=float, default=None,
-                   help="time budget of the steady-state timing per cell (default: 2)")
+                   help="time budget of the steady-state timing per cell (default: 1)")
     p.add_argument("--precision", type=_choice("precision", PRECISIONS), default="fp32",
                    help="fp32 (TF32 off everywhere), tf32 (on everywhere) or bf16 (autocast / "
                    "Keras mixed_bfloat16 / bfloat16 compute in JAX); default fp32")
@@ -169,7 +169,7 @@ def _datasets(names: list[str], workloads: list[str]) -> dict[str, str]:
 
 def _train_bytes(cell: Cell, size: str) -> int:
     w = cell.workload_spec
-    shape = data_shape(cell.dataset_name, w.seq_len(size), w.extra.get("synthetic_shape"))
+    shape = data_shape(cell.dataset_name, w.seq_len(size), w.image_shape)
     classes = 256 if w.input_kind == "text" else 10
     return train_memory_bytes(w.model(size, shape, classes), shape, cell.batch_size)
 

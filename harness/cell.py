@@ -67,10 +67,8 @@ def load_dataset(cell: Cell) -> data.Dataset:
         fits = [n for n, k in data.DATASETS.items() if k == w.input_kind]
         raise ValueError(f"dataset {cell.dataset_name!r} holds {kind}, but {w.name} needs "
                          f"{w.input_kind} data; valid datasets for it: {', '.join(fits)}")
-    shape = w.extra.get("synthetic_shape")
     return data.load(cell.dataset_name, cell.data_dir, seed=cell.seed,
-                     input_shape=tuple(shape) if shape else None,
-                     seq_len=w.seq_len(cell.size_name))
+                     input_shape=w.image_shape, seq_len=w.seq_len(cell.size_name))
 
 
 def make_spec(cell: Cell, dataset: data.Dataset) -> backends.Spec:

@@ -33,7 +33,7 @@ def train_step_flops(model: Any, input_shape: Shape, batch: int) -> int:
         total += layer.macs(s) + layer.weight_grad_macs(s)
         if trainable_before:
             total += layer.input_grad_macs(s)
-        trainable_before = trainable_before or bool(layer.params(s) or layer.ties)
+        trainable_before = trainable_before or bool(layer.params(s) or layer.tied())
     return 2 * batch * total
 
 

@@ -261,7 +261,8 @@ def context(run_dir: Path) -> dict[str, Any]:
             "throughput": _throughput(ok) if len(ok) else "",
             "memory": _memory(ok) if len(ok) else "",
             "losses": _loss_figure(cells, losses[losses["repeat"] == 0]),
-            "agreement": loss_agreement(cells, losses[losses["repeat"] == 0]),
+            "agreement": loss_agreement(cells, losses[losses["repeat"] == 0], 3),
+            "agreement10": loss_agreement(cells, losses[losses["repeat"] == 0]),
         })
     per_process = tables["results"]
     failed_sync = sorted(set(per_process[(per_process["framework"] != SELF_CHECK)

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness.backends import BACKENDS
 from harness.cell import CELL_ENV, OUT_ENV

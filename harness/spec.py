@@ -32,7 +32,7 @@ class Cell:
     dataset: str = ""       # "" = the workload's default
     data_dir: str | None = None
     epochs: float = 10     # the training budget; a fraction of an epoch is allowed
-    steady_seconds: float = 2.0
+    steady_seconds: float = 1.0
     seed: int = 0
     precision: str = "fp32"
     threads: int = 0        # CPUs to pin the process to; 0 = its whole affinity mask

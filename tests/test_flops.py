@@ -37,11 +37,12 @@ def test_transformer_by_hand() -> None:
 
 
 def test_lstm_by_hand() -> None:
+    """Per token and layer: (input + hidden) x 4 hidden gate products; then the output."""
     t, v = 16, 256
-    model = WORKLOADS["lstm"].model("small", (t,), v)
-    gates = t * (64 + 128) * 4 * 128 + t * (128 + 128) * 4 * 128
-    out = t * 128 * v
-    assert layer_macs(model, (t,)) == [t * (64 + 128) * 512, t * 256 * 512, out]
+    model = WORKLOADS["lstm"].model("medium", (t,), v)  # 2 layers of 650, embedding 650
+    gates = 2 * t * (650 + 650) * 4 * 650
+    out = t * 650 * v
+    assert layer_macs(model, (t,)) == [gates // 2, gates // 2, out]
     assert train_step_flops(model, (t,), 2) == 2 * 2 * 3 * (gates + out)
 
 

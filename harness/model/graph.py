@@ -70,9 +70,8 @@ def nodes(model: Any, input_shape: Shape, prefix: str = "") -> list[Node]:
             out += sub
             shape = output_shape(child, shape)
     elif isinstance(model, Residual):
-        for _, child in _children(model, prefix):
-            out += nodes(child, shape, _join(prefix, "body" if child is model.body
-                                             else "shortcut"))
+        for path, child in _children(model, prefix):
+            out += nodes(child, shape, path)
         output_shape(model, shape)
     else:
         out.append(Node(prefix, model, shape, model.out_shape(shape)))
@@ -168,8 +167,8 @@ def _apply(model: Any, params: dict[str, dict[str, Any]], state: dict[str, dict[
             x = _apply(model.shortcut, params, state, x, train, leaf, _join(prefix, "shortcut"))
         return y + x
     own = params.get(prefix, NONE)
-    if model.ties:
-        own = {**own, **{name: _lookup(params, path) for name, path in model.tied().items()}}
+    if tied := model.tied():
+        own = {**own, **{name: _lookup(params, path) for name, path in tied.items()}}
     y, st = leaf(model, own, state.get(prefix, NONE), x, train)
     if st:
         state[prefix] = st

@@ -33,13 +33,12 @@ class Layer:
     """Defaults for a layer without parameters that keeps the shape (activations)."""
 
     no_decay: ClassVar[frozenset[str]] = frozenset()  # parameters exempt from weight decay
-    ties: ClassVar[tuple[str, ...]] = ()              # parameters borrowed from another layer
 
     def out_shape(self, s: Shape) -> Shape:
         return s
 
     def tied(self) -> dict[str, str]:
-        """{own name: parameter path} of the arrays in ``ties``."""
+        """Parameters borrowed from another layer (weight tying): {own name: parameter path}."""
         return {}
 
     def params(self, s: Shape) -> dict[str, Shape]:
@@ -64,7 +63,7 @@ class Layer:
 
     def weight_grad_macs(self, s: Shape) -> int:
         """Multiply-accumulates of the gradients with respect to the parameters."""
-        return self.macs(s) if self.params(s) or self.ties else 0
+        return self.macs(s) if self.params(s) or self.tied() else 0
 
     def saved_elems(self, s: Shape) -> int:
         """Activations per example this layer keeps for the backward pass (memory estimate)."""
@@ -406,7 +405,6 @@ class TiedDense(Layer):
 
     source: str
     vocab: int
-    ties: ClassVar[tuple[str, ...]] = ("table",)
 
     def tied(self) -> dict[str, str]:
         return {"table": self.source}

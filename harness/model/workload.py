@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -95,9 +95,7 @@ class Workload:
     batch_size: int = 32
     epochs: float = 10                       # training budget (fractions allowed)
     metrics: tuple[str, ...] = ("accuracy",)
-    tied: bool = False                       # weight tying (embedding and output projection)
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    image_shape: Shape | None = None         # canonical image shape (synthetic data takes it)
 
     @property
     def default_size(self) -> str:
