@@ -49,7 +49,7 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
 def test_end_to_end_run(small_run: Path) -> None:
     run_dir = small_run / "results" / "small"
     table = pd.read_parquet(run_dir / "results.parquet")
-    # 2 workloads x (3 eager + 2 compiled + TF graph) cells + the no-op self-check
+    # 2 workloads x (3 eager + 3 compiled) cells + the no-op self-check
     assert len(table) == 13 and set(table["status"]) == {"ok"}, table[["cell_id", "reason"]]
     assert set(table["framework"]) == {"torch", "tensorflow", "jax", "noop"}
     real = table[table["framework"] != "noop"]

@@ -55,7 +55,7 @@ def test_a_raising_cell_keeps_its_traceback(tmp_path: Path) -> None:
     [outcome] = runner.run_cells([bad], tmp_path / "run", timeout_s=120)
     assert outcome.status == "failed"
     assert "SHA-256" in outcome.reason and "Traceback" in outcome.reason
-    assert outcome.record["import_s"] > 0  # what was measured before the error is kept
+    assert outcome.record.import_s > 0  # what was measured before the error is kept
 
 
 def test_missing_framework_is_skipped_with_install_hint(tmp_path: Path) -> None:
