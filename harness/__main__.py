@@ -21,7 +21,10 @@ from harness.spec import DEVICES, PRECISIONS, WORKLOADS, Cell, check_choice
 
 QUICK_FRACTION = 0.2        # a smoke run trains a fifth of each workload's budget
 QUICK_STEADY_S = 0.5
-QUICK_MODES = ["eager"]     # a smoke run compiles nothing
+# A smoke run takes each framework's quickest mode to run: torch eager (torch.compile needs a
+# minute or more on a CPU), JAX and TensorFlow compiled (seconds to compile, many times faster
+# per step than their eager modes).
+QUICK_MODES = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
 DEFAULT_REPEATS = 2         # the first with cold compile caches, the second warm
 
 
@@ -118,7 +121,9 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK_FRACTION:g} of each training budget, "
                    f"{QUICK_STEADY_S} s of timing, "
-                   f"1 repeat, modes {', '.join(QUICK_MODES)} unless --modes is given")
+                   "1 repeat, each framework's quickest mode ("
+                   + ", ".join(f"{fw} {m}" for fw, m in QUICK_MODES.items())
+                   + ") unless --modes is given")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is "
                    "killed and recorded as failed (default: 900)")
@@ -204,7 +209,16 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
         raise SystemExit(f"framebench: --threads must be between 1 and {default_threads()} "
                          "(the CPUs this process may use), or 0 for all of them")
     repeats = args.repeats or (1 if args.quick else DEFAULT_REPEATS)
-    modes = args.modes or (QUICK_MODES if args.quick else list(ALL_MODES))
+    modes = args.modes or (list(dict.fromkeys(QUICK_MODES.values())) if args.quick
+                           else list(ALL_MODES))
+
+    def chosen(fw: str, mode: str) -> bool:
+        if mode not in BACKENDS[fw].modes:
+            return False
+        if args.modes is None and args.quick:
+            return QUICK_MODES[fw] == mode
+        return mode in modes
+
     sizes = _sizes(args.size, args.workloads)
     datasets = _datasets(args.dataset, args.workloads)
     common = dict(data_dir=args.data_dir, seed=args.seed,
@@ -218,7 +232,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
             for batch in args.batch_sizes or [w.batch_size]:
                 for mode in ALL_MODES:
                     for fw in args.frameworks:
-                        if mode not in modes or mode not in BACKENDS[fw].modes:
+                        if not chosen(fw, mode):
                             continue
                         base.append(Cell(
                             framework=fw, workload=workload, mode=mode, device=device,
