@@ -255,6 +255,7 @@ def context(run_dir: Path) -> dict[str, Any]:
             else f"{int(cells['param_count'].max()):,}",
             "unit": cells["unit"].iloc[0],
             "target": str(spec.target) if spec else "",
+            "training": spec.training if spec else "",
             "language_model": cells["test_perplexity"].notna().any(),
             "rows": _rows(cells), "ratios": _ratio_rows(cells, ratios),
             "findings": findings(ok, ratios),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -466,12 +466,3 @@ class LSTM(Layer):
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
-
-
-LEAVES: tuple[type[Layer], ...] = (Dense, Conv2D, MaxPool2D, GlobalAvgPool, ReLU, GELU, Flatten,
-                                   BatchNorm, LayerNorm, Embedding, AddPositions,
-                                   CausalSelfAttention, TiedDense, LSTM)
-
-
-def describe(layer: Any) -> str:
-    return type(layer).__name__

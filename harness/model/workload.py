@@ -108,6 +108,19 @@ class Workload:
         return "next-token cross-entropy" if self.input_kind == "text" else "cross-entropy"
 
     @property
+    def training(self) -> str:
+        """The loss, optimiser and schedule in one line (for the report)."""
+        o = self.optimizer
+        text = (f"{self.loss}; {o.name} lr {o.lr:g}, betas {o.beta1:g}/{o.beta2:g}, "
+                f"eps {o.eps:g}")
+        if o.weight_decay:
+            text += f", decoupled weight decay {o.weight_decay:g} (not on biases or norms)"
+        if self.schedule:
+            text += (f"; {self.schedule.warmup} warm-up steps, then cosine decay to "
+                     f"{self.schedule.end_factor:g}x")
+        return text
+
+    @property
     def unit(self) -> str:
         """What throughput counts: images, or tokens for a language model."""
         return "tokens" if self.input_kind == "text" else "images"
