@@ -88,7 +88,7 @@ class Spec:
     def lr(self, step: int) -> float:
         """Learning rate of training step ``step`` (1-based)."""
         factor = 1.0 if self.schedule is None else self.schedule.factor(step, self.total_steps)
-        return self.optimizer.lr * factor
+        return float(self.optimizer.lr * factor)
 
 
 class Unavailable(RuntimeError):

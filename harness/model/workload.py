@@ -45,13 +45,14 @@ class WarmupCosine:
     warmup: int = 100
     end_factor: float = 0.1
 
-    def factor(self, step: int, total: int) -> float:
-        """The multiplier of the peak rate; numpy and every backend compute this formula."""
+    def factor(self, step: Any, total: int, xp: Any = np) -> Any:
+        """The multiplier of the peak rate, written once for every framework: ``xp`` is the
+        array module that computes it (numpy on the host, ``tf`` or ``jax.numpy`` inside a
+        compiled step, where ``step`` is a tensor)."""
         warmup = min(self.warmup, max(total - 1, 1))
-        if step <= warmup:
-            return step / warmup
-        progress = min(1.0, (step - warmup) / max(total - warmup, 1))
-        return self.end_factor + (1 - self.end_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+        progress = xp.minimum(1.0, (step - warmup) / max(total - warmup, 1))
+        cosine = self.end_factor + (1 - self.end_factor) * 0.5 * (1 + xp.cos(math.pi * progress))
+        return xp.where(step <= warmup, step / warmup, cosine)
 
 
 @dataclass(frozen=True)

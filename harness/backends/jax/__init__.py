@@ -56,14 +56,8 @@ def _device(device: str) -> Any:
 
 def _schedule(schedule: WarmupCosine, peak: float, total: int) -> optax.Schedule:
     """optax's count (0-based) -> peak * WarmupCosine.factor(count + 1, total), in jnp."""
-    warmup = min(schedule.warmup, max(total - 1, 1))
-    end = schedule.end_factor
-
     def rate(count: jax.Array) -> jax.Array:
-        step = (count + 1).astype(jnp.float32)
-        progress = jnp.minimum(1.0, (step - warmup) / max(total - warmup, 1))
-        cosine = end + (1 - end) * 0.5 * (1 + jnp.cos(jnp.pi * progress))
-        return peak * jnp.where(step <= warmup, step / warmup, cosine)
+        return peak * schedule.factor((count + 1).astype(jnp.float32), total, jnp)
 
     return rate
 

@@ -7,7 +7,6 @@ The learning rate is computed inside the step from its counter, so no mode retra
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -19,7 +18,6 @@ from harness.backends.tensorflow.translate import IMPLEMENTATION, leaf
 from harness.model import graph
 
 Tree = dict[str, dict[str, Any]]
-MODES = ("eager", "graph", "compiled")
 
 
 def info() -> dict[str, Any]:
@@ -59,8 +57,6 @@ def _device(device: str) -> str:
 
 class TensorFlowTrainer:
     def __init__(self, spec: Spec, mode: str, device: str, precision: str) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown TensorFlow mode {mode!r}; valid: {', '.join(MODES)}")
         self.spec = spec
         self.device = _device(device)
         self.dtype = tf.bfloat16 if precision == "bf16" else tf.float32
@@ -107,13 +103,8 @@ class TensorFlowTrainer:
         o, schedule, total = self.spec.optimizer, self.spec.schedule, self.spec.total_steps
         if schedule is None:
             return o.lr
-        warmup = min(schedule.warmup, max(total - 1, 1))
-        end = schedule.end_factor
-        step = tf.cast(self.t, tf.float64)
-        progress = tf.minimum(tf.constant(1.0, tf.float64), (step - warmup) /
-                              max(total - warmup, 1))
-        cosine = end + (1 - end) * 0.5 * (1 + tf.cos(math.pi * progress))
-        return tf.cast(o.lr * tf.where(step <= warmup, step / warmup, cosine), tf.float32)
+        factor = schedule.factor(tf.cast(self.t, tf.float64), total, tf.experimental.numpy)
+        return tf.cast(o.lr * factor, tf.float32)
 
     def _eager_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
