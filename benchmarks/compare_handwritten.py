@@ -1,22 +1,27 @@
-"""The harness beside a minimal hand-written loop (benchmarks/handwritten.py), in one run.
+"""The harness's tuned `mlp` cell against the fastest hand-written loop of each framework.
 
-For each framework, the harness's `mlp` compiled cell against the hand-written loop of the same
-configuration, two ways:
+benchmarks/handwritten.py holds the loops an expert would write going for speed (two or three
+per framework, none importing the harness). For each framework, one child process, started with
+the framework's interpreter (--python FW=PATH) and the environment of a harness cell
+(``harness.runner.cell_env``), holds the tuned cell and every loop of that framework:
 
-* **processes**: the whole harness cell (a fresh pytest-benchmark process) and the hand-written
-  script (a fresh process of its own), alternated over --repeats rounds. This includes
-  everything that differs between the two processes, and also the machine's process-to-process
-  noise, which on a shared host is larger than any harness overhead.
-* **paired**: one process holds both: the harness's cell is prepared and calibrated as in a
-  benchmark run, then its timing sample (``CellRun.time_sample``: K steps and one sync) and K
-  steps of the hand-written loop plus its sync alternate, sample by sample, --paired-samples
-  times. Machine noise hits both sides of a pair alike, so the paired ratio isolates what the
-  harness's own step and timing add.
+* the cell is prepared and calibrated exactly as in a benchmark run (``CellRun.prepare``,
+  ``calibrate``), which fixes K, the steps per timing sample;
+* each loop compiles and warms up for 1 s with samples of K steps;
+* then --paired-samples rounds, each taking one sample of K steps + sync from the harness
+  (``CellRun.time_sample``) and from every loop, the order rotating from round to round.
 
-Ratios are harness / hand-written (1.00 = no overhead), with 95% bootstrap CIs.
+A slow moment of the machine hits every sample of a round alike, so the per-round ratio
+loop time / harness time is the harness's speed relative to the loop (1.00 = as fast;
+the target is >= 0.97 against the fastest loop). Reported: the median of the per-round ratios
+with its 95% bootstrap CI, and each side's median ms/step.
 
-    python benchmarks/compare_handwritten.py [--frameworks torch,tensorflow,jax] [--repeats 5]
-        [--paired-samples 200] [--python torch=.nox/bench-torch/bin/python ...]
+The tuned cell's variant is the one a benchmark run would use (``harness.tune.resolve``: a kept
+search from --tuning-dir, or a new one, minutes for torch), or --variant FW=NAME:MODE.
+
+    python benchmarks/compare_handwritten.py [--frameworks torch,tensorflow,jax]
+        [--paired-samples 100] [--variant jax=jit-flat-adam:compiled] [--json out.json]
+        [--python torch=.nox/bench-torch/bin/python ...]
 """
 
 from __future__ import annotations
@@ -26,113 +31,159 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))
 
-from harness import runner, stats  # noqa: E402
+from harness import runner, stats, tune  # noqa: E402
 from harness.measure import clock, default_threads  # noqa: E402
+from harness.record import read_json  # noqa: E402
 from harness.spec import Cell  # noqa: E402
 
+TARGET = 0.97        # the harness at >= 97% of the fastest loop's speed
+LOOP_WARMUP_S = 1.0  # per loop, after its first (compiling) sample
+DISCARD_ROUNDS = 2   # the first rounds settle caches and thread pools
 
-def paired(cell: Cell, out_dir: Path, n: int) -> dict[str, float]:
-    """Inside one process: harness samples and hand-written samples, alternated."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+def paired(n_rounds: int) -> dict[str, Any]:
+    """Inside the cell's process: the harness's tuned cell and the framework's hand-written
+    loops, sampled in turns."""
     import handwritten
 
     from harness.cell import CellRun
 
-    run = CellRun(cell, out_dir)
+    run = CellRun.from_env()
     run.prepare()
     k, _ = run.calibrate()
-    step, sync = getattr(handwritten, f"{cell.framework}_loop")(*handwritten.batches(8))
+    fw = run.cell.framework
 
-    def hand_sample() -> float:
+    def loop_sample(step: Any, sync: Any) -> float:
         t0 = clock()
         for i in range(k):
             step(i)
         sync()
         return clock() - t0
 
-    hand_sample()  # the hand-written loop compiles; then 1 s of warm-up (the harness's was
-    t0 = clock()   # its calibration)
-    while clock() - t0 < 1.0:
-        hand_sample()
-    samples: dict[str, list[float]] = {"harness": [], "hand": []}
-    for i in range(n):
-        order = [("harness", lambda: run.time_sample(k)), ("hand", hand_sample)]
-        for name, sample in order if i % 2 == 0 else reversed(order):
-            samples[name].append(sample() / k)
-    harness_s, hand_s = np.array(samples["harness"]), np.array(samples["hand"])
-    ratio, lo, hi = stats.median_ci([harness_s / hand_s])
-    return {"k": k, "harness_s": float(np.median(harness_s)), "hand_s": float(np.median(hand_s)),
-            "ratio": ratio, "ci_low": lo, "ci_high": hi}
+    samplers = {"harness": lambda: run.time_sample(k)}
+    docs = {}
+    for name, make in handwritten.LOOPS[fw].items():
+        step, sync = make(*handwritten.batches())
+        loop_sample(step, sync)  # compiles
+        t0 = clock()
+        while clock() - t0 < LOOP_WARMUP_S:
+            loop_sample(step, sync)
+        samplers[name] = lambda step=step, sync=sync: loop_sample(step, sync)
+        docs[name] = " ".join(make.__doc__.split())
+
+    order = list(samplers)
+    times: dict[str, list[float]] = {name: [] for name in order}
+    for r in range(DISCARD_ROUNDS + n_rounds):
+        for name in order[r % len(order):] + order[:r % len(order)]:
+            t = samplers[name]() / k
+            if r >= DISCARD_ROUNDS:
+                times[name].append(t)
+
+    harness_s = np.array(times.pop("harness"))
+    loops = {}
+    for name, t in times.items():
+        ratio, lo, hi = stats.median_ci([np.array(t) / harness_s])
+        loops[name] = {"doc": docs[name], "step_s": float(np.median(t)), "ratio": ratio,
+                       "ci": [lo, hi], "step_samples_s": t}
+    fastest = min(loops, key=lambda name: loops[name]["ratio"])
+    return {"framework": fw, "cell": asdict(run.cell), "manifest": run.record.manifest,
+            "k": k, "rounds": n_rounds, "harness_step_s": float(np.median(harness_s)),
+            "harness_step_samples_s": harness_s.tolist(), "loops": loops, "fastest": fastest,
+            "ratio": loops[fastest]["ratio"], "ci": loops[fastest]["ci"],
+            "meets_target": loops[fastest]["ratio"] >= TARGET}
+
+
+def tuned_cell(fw: str, variant: str | None, threads: int, pythons: dict[str, str],
+               tuning_dir: Path) -> tuple[Cell, dict[str, Any] | None]:
+    """The tuned mlp cell with the variant a benchmark run would give it, and the search that
+    chose it (None for --variant)."""
+    cell = Cell(fw, "mlp", "", tier="tuned", threads=threads)
+    if variant:
+        name, _, mode = variant.partition(":")
+        return replace(cell, variant=name, mode=mode), None
+    with tempfile.TemporaryDirectory() as tmp:
+        [tuned], failed = tune.resolve([cell], Path(tmp), tuning_dir, pythons, {fw: None})
+        if failed:
+            raise SystemExit(f"{fw}: {failed[tuned.id]}")
+        search = read_json(Path(tmp) / "tuning" / f"{tune.group_key(cell, None)}.json")
+    return tuned, search
+
+
+def compare(cell: Cell, python: str, n_rounds: int) -> dict[str, Any]:
+    """One child process of the framework's interpreter, in the cell's environment."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "paired.json"
+        env = runner.cell_env(cell, Path(tmp) / "cell", Path(tmp) / "cache")
+        done = subprocess.run([python, __file__, "--child", str(out), "--paired-samples",
+                               str(n_rounds)], capture_output=True, text=True, env=env,
+                              cwd=ROOT)
+        if done.returncode:
+            raise SystemExit(f"{cell.framework} comparison failed:\n{done.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print("\nratio = loop time / harness time over paired samples of K steps (>= 0.97: the "
+          "harness is within 3% of the loop)")
+    print(f"{'framework':10s} {'tuned cell / loop':34s} {'K':>4s} {'ms/step':>8s}  "
+          f"{'ratio':>5s} (95% CI)")
+    for res in results:
+        cell = f"harness {res['cell']['variant']} ({res['cell']['mode']})"
+        print(f"{res['framework']:10s} {cell:34s} {res['k']:4d} "
+              f"{res['harness_step_s'] * 1e3:8.4f}")
+        for name, loop in res["loops"].items():
+            mark = "  <- fastest" if name == res["fastest"] else ""
+            print(f"{'':10s} {'  loop ' + name:34s} {'':4s} {loop['step_s'] * 1e3:8.4f}  "
+                  f"{loop['ratio']:.3f} ({loop['ci'][0]:.3f}-{loop['ci'][1]:.3f}){mark}")
+    print("\nverdict: harness tuned cell vs the fastest hand-written loop")
+    for res in results:
+        lo, hi = res["ci"]
+        verdict = "meets" if res["meets_target"] else "BELOW"
+        print(f"{res['framework']:10s} {res['ratio']:.3f} ({lo:.3f}-{hi:.3f}) vs {res['fastest']}"
+              f": {verdict} the {TARGET} target, over {res['rounds']} paired rounds")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frameworks", default="torch,tensorflow,jax")
-    p.add_argument("--repeats", type=int, default=5, help="rounds of fresh processes")
-    p.add_argument("--paired-samples", type=int, default=200)
-    p.add_argument("--python", action="append", default=[], metavar="FW=PATH")
-    p.add_argument("--paired-child", metavar="FW", help=argparse.SUPPRESS)
+    p.add_argument("--paired-samples", type=int, default=100, help="paired rounds")
+    p.add_argument("--python", action="append", default=[], metavar="FW=PATH",
+                   help="the framework's interpreter (default: this one)")
+    p.add_argument("--variant", action="append", default=[], metavar="FW=NAME:MODE",
+                   help="the tuned cell's variant, instead of the tuning search's choice")
+    p.add_argument("--tuning-dir", type=Path, default=ROOT / "results" / "tuning",
+                   help="kept tuning searches (reused while valid, as a benchmark run does)")
+    p.add_argument("--threads", type=int, default=default_threads(),
+                   help="CPUs of the cell process, as framebench --threads (default: all)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
+    p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.paired_child:
-        cell = Cell(args.paired_child, "mlp", "compiled", threads=default_threads(), train=False)
-        with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(paired(cell, Path(tmp), args.paired_samples)))
+    if args.child:
+        args.child.write_text(json.dumps(paired(args.paired_samples)))
         return
     pythons = dict(item.split("=", 1) for item in args.python)
-    frameworks = args.frameworks.split(",")
-    rows: dict[str, dict[str, list[float]]] = {fw: {"harness": [], "hand": []} for fw in frameworks}
-    pairs: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeats):
-            order = frameworks[r % len(frameworks):] + frameworks[: r % len(frameworks)]
-            for fw in order:
-                python = pythons.get(fw, sys.executable)
-                cell = Cell(fw, "mlp", "compiled", threads=default_threads())
-                env = runner.cell_env(cell, Path(tmp), Path(tmp) / "cache" / f"{fw}{r}")
-                for kind in [("harness", "hand"), ("hand", "harness")][r % 2]:
-                    if kind == "harness":
-                        [out] = runner.run_cells([cell], Path(tmp) / str(r), pythons)
-                        if out.status != "ok":
-                            raise SystemExit(f"{fw} harness cell {out.status}: {out.reason}")
-                        value = float(np.median(out.record.step_samples_s))
-                    else:
-                        done = subprocess.run(
-                            [python, str(ROOT / "benchmarks" / "handwritten.py"), fw],
-                            capture_output=True, text=True, check=True, env=env)
-                        value = json.loads(done.stdout.strip().splitlines()[-1])["step_median_s"]
-                    rows[fw][kind].append(value)
-                    print(f"round {r + 1} {fw:10s} {kind:8s} {value * 1e3:8.3f} ms/step",
-                          flush=True)
-        for fw in frameworks:
-            env = runner.cell_env(Cell(fw, "mlp", "compiled"), Path(tmp), Path(tmp) / "paired")
-            done = subprocess.run(
-                [pythons.get(fw, sys.executable), __file__, "--paired-child", fw,
-                 "--paired-samples", str(args.paired_samples)],
-                capture_output=True, text=True, env=env)
-            if done.returncode:
-                raise SystemExit(f"{fw} paired comparison failed:\n{done.stderr[-3000:]}")
-            pairs[fw] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"paired     {fw:10s} done", flush=True)
-
-    print(f"\nprocesses: {args.repeats} rounds of fresh processes, median of per-round ratios")
-    print("framework   harness ms/step   hand-written ms/step   ratio  (95% CI)   rounds")
-    for fw, v in rows.items():
-        ratios = np.array(v["harness"]) / np.array(v["hand"])
-        r, lo, hi = stats.median_ci([ratios])
-        print(f"{fw:10s} {np.median(v['harness']) * 1e3:16.3f} {np.median(v['hand']) * 1e3:22.3f}"
-              f"   {r:.3f} ({lo:.3f}-{hi:.3f})   {', '.join(f'{x:.2f}' for x in ratios)}")
-    print(f"\npaired: one process, {args.paired_samples} alternated samples of K steps each")
-    print("framework   harness ms/step   hand-written ms/step   ratio  (95% CI)   K")
-    for fw, v in pairs.items():
-        print(f"{fw:10s} {v['harness_s'] * 1e3:16.3f} {v['hand_s'] * 1e3:22.3f}"
-              f"   {v['ratio']:.3f} ({v['ci_low']:.3f}-{v['ci_high']:.3f})   {v['k']}")
+    variants = dict(item.split("=", 1) for item in args.variant)
+    results = []
+    for fw in args.frameworks.split(","):
+        python = pythons.get(fw, sys.executable)
+        cell, search = tuned_cell(fw, variants.get(fw), args.threads, pythons,
+                                  args.tuning_dir)
+        print(f"{fw}: tuned cell {cell.variant} ({cell.mode}), {args.paired_samples} paired "
+              "rounds ...", flush=True)
+        results.append({**compare(cell, python, args.paired_samples), "search": search})
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

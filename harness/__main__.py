@@ -1,4 +1,5 @@
-"""Command line: ``framebench [run options]`` runs a benchmark; ``framebench report RUN`` renders.
+"""Command line: ``framebench [run options]`` runs a benchmark; ``framebench tune [run
+options]`` searches the tuned tier's variants now; ``framebench report RUN`` renders.
 
 Names are checked before anything runs; an unknown one stops with the list of valid names.
 """
@@ -11,12 +12,12 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from harness import results
-from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS, SELF_CHECK
+from harness import results, tune
+from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS, SELF_CHECK, TIERS
 from harness.data import DATASETS, data_shape
 from harness.measure import default_threads, device_memory_bytes, host_info, now_iso
 from harness.model.workload import train_memory_bytes
-from harness.record import RunManifest
+from harness.record import RunManifest, read_json
 from harness.spec import DEVICES, PRECISIONS, WORKLOADS, Cell, check_choice
 
 QUICK_FRACTION = 0.2        # a smoke run trains a fifth of each workload's budget
@@ -26,6 +27,7 @@ QUICK_STEADY_S = 0.5
 # per step than their eager modes).
 QUICK_MODES = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
 DEFAULT_REPEATS = 2         # the first with cold compile caches, the second warm
+DEFAULT_TIERS = ("idiomatic", "tuned")  # --full adds the identical tier (every mode)
 
 
 def _names(kind: str, valid: tuple[str, ...]):  # noqa: ANN202 - argparse type factory
@@ -82,10 +84,19 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--frameworks", type=_names("framework", tuple(FRAMEWORKS)),
                    default=list(FRAMEWORKS), help=f"comma list of {', '.join(FRAMEWORKS)} "
                    "(default: all)")
+    p.add_argument("--tiers", type=_names("tier", TIERS), default=None,
+                   help="comma list of identical (the same step op for op: the equivalence "
+                   "certificate), idiomatic (as each framework's tutorials write it), tuned "
+                   "(the fastest correct variant, from a paired search kept in "
+                   "RESULTS_DIR/tuning) (default: idiomatic,tuned; --full: all three)")
     p.add_argument("--modes", type=_names("mode", ALL_MODES), default=None,
-                   help="comma list of " + "; ".join(f"{fw}: {', '.join(b.modes)}"
-                                                     for fw, b in FRAMEWORKS.items())
-                   + " (default: every mode of every framework)")
+                   help="comma list; identical tier: " + "; ".join(
+                       f"{fw}: {', '.join(b.modes)}" for fw, b in FRAMEWORKS.items())
+                   + "; idiomatic tier: " + "; ".join(
+                       f"{fw}: {', '.join(b.idiomatic)}" for fw, b in FRAMEWORKS.items())
+                   + "; the tuned tier searches the variants of these modes (default: every "
+                   "mode people train with; the idiomatic tier: the mode its tutorials use on "
+                   "the device; debugging modes (JAX eager) only when named or with --full)")
     p.add_argument("--size", default=None, metavar="SIZE|WORKLOAD=SIZE,...",
                    help="model size: one name for every workload that has it, or WORKLOAD=SIZE "
                    "pairs; sizes: " + "; ".join(f"{n}: {', '.join(w.sizes)}"
@@ -123,7 +134,10 @@ def run_parser() -> argparse.ArgumentParser:
                    f"{QUICK_STEADY_S} s of timing, "
                    "1 repeat, each framework's quickest mode ("
                    + ", ".join(f"{fw} {m}" for fw, m in QUICK_MODES.items())
-                   + ") unless --modes is given")
+                   + ") unless --modes is given, a short tuning search over that mode")
+    p.add_argument("--full", action="store_true",
+                   help="every tier and every mode (debugging modes included), and a fresh "
+                   "tuning search instead of the kept one")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is "
                    "killed and recorded as failed (default: 900)")
@@ -194,8 +208,36 @@ def _check_fits(cells: list[Cell]) -> None:
                 f"{', '.join(fits) or 'none at this batch size'}")
 
 
+def tier_modes(args: argparse.Namespace, fw: str, tier: str, device: str) -> tuple[str, ...]:
+    """The modes a framework runs in the identical or idiomatic tier: those named with
+    --modes; else with --full all of them; else --quick's quickest (identical) or the mode its
+    tutorials use on the device (idiomatic); else every mode people train with."""
+    b = BACKENDS[fw]
+    have = b.tier_modes(tier)
+    if args.modes:
+        return tuple(m for m in have if m in args.modes)
+    if args.full:
+        return have
+    if tier == "idiomatic":
+        return (b.default_idiomatic(device),)
+    if args.quick:
+        return (QUICK_MODES[fw],)
+    return tuple(m for m in have if m not in b.debug_modes)
+
+
+def search_modes(args: argparse.Namespace, fw: str) -> tuple[str, ...] | None:
+    """The modes whose variants the tuned search tries (None: all of them)."""
+    have = BACKENDS[fw].tier_modes("tuned")
+    if args.modes:
+        return tuple(m for m in have if m in args.modes)
+    if args.quick:
+        return (QUICK_MODES[fw],)
+    return None
+
+
 def make_cells(args: argparse.Namespace) -> list[Cell]:
-    """The cross product, each framework with the modes it has; an empty product is an error.
+    """The cross product, each framework with the tiers and modes it has (a tuned cell's mode
+    is left to its search); an empty product is an error.
 
     Ordered so that neighbours are different frameworks (mode by mode), then repeated: every
     odd repeat runs in reverse order, so slow drifts of the machine hit all frameworks alike.
@@ -209,15 +251,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
         raise SystemExit(f"framebench: --threads must be between 1 and {default_threads()} "
                          "(the CPUs this process may use), or 0 for all of them")
     repeats = args.repeats or (1 if args.quick else DEFAULT_REPEATS)
-    modes = args.modes or (list(dict.fromkeys(QUICK_MODES.values())) if args.quick
-                           else list(ALL_MODES))
-
-    def chosen(fw: str, mode: str) -> bool:
-        if mode not in BACKENDS[fw].modes:
-            return False
-        if args.modes is None and args.quick:
-            return QUICK_MODES[fw] == mode
-        return mode in modes
+    tiers = args.tiers or (list(TIERS) if args.full else list(DEFAULT_TIERS))
 
     sizes = _sizes(args.size, args.workloads)
     datasets = _datasets(args.dataset, args.workloads)
@@ -230,24 +264,33 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
         w = WORKLOADS[workload]
         for device in args.devices:
             for batch in args.batch_sizes or [w.batch_size]:
-                for mode in ALL_MODES:
-                    for fw in args.frameworks:
-                        if not chosen(fw, mode):
-                            continue
-                        base.append(Cell(
-                            framework=fw, workload=workload, mode=mode, device=device,
-                            batch_size=batch, size=sizes[workload], dataset=datasets[workload],
-                            epochs=args.epochs
-                            or w.epochs * (QUICK_FRACTION if args.quick else 1),
-                            **common))
+                for tier in tiers:
+                    for mode in [""] if tier == "tuned" else ALL_MODES:
+                        for fw in args.frameworks:
+                            if tier != "tuned" and mode not in tier_modes(args, fw, tier,
+                                                                          device):
+                                continue
+                            if tier == "tuned" and search_modes(args, fw) == ():
+                                continue
+                            base.append(Cell(
+                                framework=fw, workload=workload, mode=mode, device=device,
+                                batch_size=batch, size=sizes[workload],
+                                dataset=datasets[workload], tier=tier,
+                                epochs=args.epochs
+                                or w.epochs * (QUICK_FRACTION if args.quick else 1),
+                                **common))
     if not base:
         raise SystemExit(
             f"framebench: no cell to run: none of the frameworks {', '.join(args.frameworks)} "
-            f"has the modes {', '.join(modes)}. Modes by framework: "
-            + "; ".join(f"{fw}: {', '.join(b.modes)}" for fw, b in FRAMEWORKS.items()))
+            f"has the modes {', '.join(args.modes or [])} in the tiers {', '.join(tiers)}. "
+            "Modes by framework (identical tier): "
+            + "; ".join(f"{fw}: {', '.join(b.modes)}" for fw, b in FRAMEWORKS.items())
+            + "; (idiomatic tier): "
+            + "; ".join(f"{fw}: {', '.join(b.idiomatic)}" for fw, b in FRAMEWORKS.items()))
     _check_fits(base)
     first = base[0]
-    noop = replace(first, framework=SELF_CHECK, mode="eager", epochs=1, steady_seconds=1.0)
+    noop = replace(first, framework=SELF_CHECK, mode="eager", tier="identical", epochs=1,
+                   steady_seconds=1.0)
     cells = [noop]
     for r in range(repeats):
         for cell in base if r % 2 == 0 else reversed(base):
@@ -269,7 +312,7 @@ def run(argv: list[str]) -> int:
         run_id=run_id, started=now_iso(), argv=["framebench", *argv], host=host_info(),
         cells=list(dict.fromkeys(c.id for c in cells)),
         repeats=max(c.repeat for c in cells) + 1, threads=cells[0].threads,
-        precision=args.precision,
+        precision=args.precision, tiers=list(dict.fromkeys(c.tier for c in cells[1:])),
         workloads={w: WORKLOADS[w].description for w in args.workloads})
     meta.save(run_dir)
     pythons = dict(args.python)
@@ -278,7 +321,8 @@ def run(argv: list[str]) -> int:
     meta.peak_flops_per_s = max(meta.gemm_peak_flops_per_s.values())
     meta.save(run_dir)
 
-    outcomes = ui.run_with_progress(cells, run_dir, pythons, args.timeout)
+    cells, refused = _tune(args, cells, run_dir, pythons, retune=args.full)
+    outcomes = ui.run_with_progress(cells, run_dir, pythons, args.timeout, refused)
     meta.ended = now_iso()
     meta.interrupted = any(o.status == "interrupted" for o in outcomes)
     meta.framework_info = {o.cell.framework: o.record.framework_info for o in outcomes
@@ -288,6 +332,32 @@ def run(argv: list[str]) -> int:
     path = report.render(run_dir, args.reports_dir)
     ui.print_summary(tables["summary"], run_dir, path)
     return 130 if meta.interrupted else 0
+
+
+def _tune(args: argparse.Namespace, cells: list[Cell], run_dir: Path, pythons: dict[str, str],
+          retune: bool) -> tuple[list[Cell], dict[str, str]]:
+    """Give the tuned cells their variants (kept searches, or searched now)."""
+    from harness import ui
+
+    modes = {fw: search_modes(args, fw) for fw in args.frameworks}
+    return tune.resolve(cells, run_dir, args.results_dir / "tuning", pythons, modes,
+                        retune=retune, timeout_s=2 * args.timeout, say=ui.console.print,
+                        rounds=tune.QUICK_ROUNDS if args.quick else tune.ROUNDS)
+
+
+def tune_main(argv: list[str]) -> int:
+    """`framebench tune [run options]`: search the tuned tier of the selection now (the kept
+    searches are replaced) and print each search."""
+    from harness import ui
+
+    args = run_parser().parse_args(argv)
+    args.tiers = ["tuned"]
+    cells = [c for c in make_cells(args) if c.tier == "tuned" and c.repeat == 0]
+    run_dir = args.results_dir / "tuning" / "last"
+    cells, refused = _tune(args, cells, run_dir, dict(args.python), retune=True)
+    for path in sorted((run_dir / "tuning").glob("*.json")):
+        ui.print_search(read_json(path))
+    return 1 if refused else 0
 
 
 def report_main(argv: list[str]) -> int:
@@ -318,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "report":
         return report_main(argv[1:])
+    if argv and argv[0] == "tune":
+        return tune_main(argv[1:])
     if argv and argv[0] == "run":
         argv = argv[1:]
     return run(argv)

@@ -143,10 +143,13 @@ class CellRun:
 
         with self.phase("build"):
             t0 = clock()
-            self.trainer = trainer = backend.build(spec, c.mode, c.device, c.precision)
+            self.trainer = trainer = build(backend, spec, c)
             trainer.sync()
             r.build_s = clock() - t0
         r.implementation = dict(trainer.implementation)
+        r.manifest = {**trainer.manifest, "tier": c.tier, "mode": c.mode,
+                      "variant": c.variant or None, "settings": r.settings,
+                      "threads": r.threads, "versions": r.framework_info}
 
         batches = self._batches(dataset, budget_steps(c, dataset))
         with self.phase("first_step"):
@@ -184,14 +187,18 @@ class CellRun:
 
     def _train(self, batches: Iterator[tuple[np.ndarray, np.ndarray]],
                losses: list[float]) -> None:
-        """The training loop, written once for every framework: the rest of the budget.
+        """The training loop, written once for every framework: the rest of the budget (or the
+        tier's own loop where its idiom has one: ``Trainer.fit``).
 
         Losses are read back every step, so this phase is not the throughput measurement.
         """
         trainer = self.trainer
         t_start = clock()
-        for x, y in batches:
-            losses.append(float(trainer.numpy(trainer.step(trainer.put(x, y)))))
+        if hasattr(trainer, "fit"):  # the tier's own loop (Keras model.fit)
+            losses += trainer.fit(list(batches))
+        else:
+            for x, y in batches:
+                losses.append(float(trainer.numpy(trainer.step(trainer.put(x, y)))))
         trainer.sync()
         self.record.train_s, self.record.train_steps = clock() - t_start, len(losses)
         self.record.final_loss = losses[-1]
@@ -215,10 +222,8 @@ class CellRun:
 
     def timed_sample(self, k: int) -> None:
         """K training steps on device-resident batches, then one sync: one timing sample."""
-        trainer, batches = self.trainer, self.steady
-        for i in range(k):
-            trainer.step(batches[i % len(batches)])
-        trainer.sync()
+        run_steps(self.trainer, self.steady, k)
+        self.trainer.sync()
 
     def time_sample(self, k: int) -> float:
         """One timing sample, clock included: what pytest-benchmark measures."""
@@ -242,7 +247,7 @@ class CellRun:
             self.timed_sample(1)
             n += 1
         est = max((clock() - t0) / n - overhead, 1e-9)
-        k = max(1, math.ceil(overhead / (OVERHEAD_FRACTION * est)), math.ceil(MIN_SAMPLE_S / est))
+        k = steps_per_sample(trainer, est, overhead)
         self._probe_machine("before")
 
         reset_peak_rss()  # the "steady" memory phase: warm-up and timed samples
@@ -277,6 +282,7 @@ class CellRun:
         r.peak_rss_bytes = max(v for v in r.phase_peak_rss_bytes.values() if v)
         r.nvml_process_bytes = nvml_process_bytes(os.getpid())
         r.sync_check = sync_check(self.trainer, self.steady, float(np.median(step_s)))
+        r.compile_stats = compile_stats(self.trainer)
         r.status, r.ended = "ok", now_iso()
         self.save()
 
@@ -292,6 +298,37 @@ class CellRun:
             self.fail("skipped", str(exc))
         else:
             self.fail("failed", "".join(traceback.format_exception(exc))[-4000:])
+
+
+def build(backend: Any, spec: backends.Spec, cell: Cell) -> Any:
+    """The cell's trainer. A tuned cell whose search chose the identical or idiomatic step
+    builds that tier's trainer."""
+    tier, variant = cell.tier, cell.variant
+    if tier == "tuned" and variant in backends.TIERS:
+        tier, variant = variant, ""
+    return backend.build(spec, cell.mode, cell.device, cell.precision, tier, variant)
+
+
+def run_steps(trainer: Any, placed: list[Any], k: int) -> None:
+    """K steps cycling over placed batches, no sync: the tier's own loop where it has one."""
+    if hasattr(trainer, "steps"):
+        trainer.steps(placed, k)
+        return
+    for i in range(k):
+        trainer.step(placed[i % len(placed)])
+
+
+def steps_per_sample(trainer: Any, step_s: float, overhead_s: float) -> int:
+    """K: clock + sync under 1% of a sample, and a sample at least MIN_SAMPLE_S long (or the
+    trainer's own floor, where each sample carries a fixed cost)."""
+    floor = max(MIN_SAMPLE_S, getattr(trainer, "min_sample_s", 0.0))
+    return max(1, math.ceil(overhead_s / (OVERHEAD_FRACTION * step_s)),
+               math.ceil(floor / step_s))
+
+
+def compile_stats(trainer: Any) -> dict[str, int]:
+    """Graph breaks, recompilations or traces so far, where the framework counts them."""
+    return dict(trainer.compile_stats()) if hasattr(trainer, "compile_stats") else {}
 
 
 def sync_check(trainer: Any, batches: list[Any], step_s: float) -> dict[str, Any]:

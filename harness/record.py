@@ -62,6 +62,10 @@ class CellRecord:
     settings: dict[str, Any] = field(default_factory=dict)
     framework_info: dict[str, Any] = field(default_factory=dict)
     implementation: dict[str, str] = field(default_factory=dict)
+    # the exact configuration: tier, mode, variant, the trainer's own manifest (api, optimizer,
+    # compile options, flags, stated differences), settings read back, versions
+    manifest: dict[str, Any] = field(default_factory=dict)
+    compile_stats: dict[str, int] = field(default_factory=dict)  # graph breaks, recompiles, ...
     # the data and the model
     dataset: str | None = None
     data_source: str | None = None
@@ -148,6 +152,7 @@ class RunManifest:
     repeats: int = 1
     threads: int | None = None
     precision: str = "fp32"
+    tiers: list[str] = field(default_factory=list)
     workloads: dict[str, str] = field(default_factory=dict)      # name: description
     gemm_peak_flops_per_s: dict[str, float] = field(default_factory=dict)
     peak_flops_per_s: float | None = None

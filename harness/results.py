@@ -4,8 +4,11 @@ Per run, all keyed by ``run_id`` and ``cell_id`` (a cell runs in --repeats fresh
 - ``results``: one row per cell process (repeat): what that process measured;
 - ``summary``: one row per cell: statistics over all its samples and processes (median with a
   bootstrap CI, phases, MFU, break-even) - what the report reads;
-- ``ratios``: time ratios between cells of different frameworks (same workload, size, device,
-  batch, precision) with a CI and a verdict;
+- ``ratios``: time ratios between cells of different frameworks (same tier, workload, size,
+  device, batch, precision; debugging modes left out) with a CI and a verdict;
+- ``speedups``: each framework's tuned cell against its idiomatic cell (how much working at it
+  buys);
+- ``tuning``: every candidate of every tuned-tier search the run used (``tuning/*.json``);
 - ``losses`` (loss at every training step) and ``samples`` (every steady-state sample).
 Run-wide facts (host, versions, GEMM peak, arguments) are in ``run.json`` beside them.
 """
@@ -22,19 +25,25 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.backends import SELF_CHECK
+from harness.backends import BACKENDS, SELF_CHECK
 from harness.flops import datasheet_peak
 from harness.record import CellRecord, Outcome, RunManifest, read_json
 from harness.spec import Cell
 
 CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run this row belongs to (see run.json)"),
-    "cell_id": ("string", "workload-size-framework-mode-device-b<batch> (precision if not "
-                "fp32)"),
+    "cell_id": ("string", "workload-size-framework-tier[-mode]-device-b<batch> (precision if "
+                "not fp32; a tuned cell's id names no mode)"),
     "workload": ("string", "workload name (harness.model.workloads)"),
     "size": ("string", "the workload's named size (--size)"),
     "framework": ("string", "torch | tensorflow | jax (noop: the harness self-check)"),
-    "mode": ("string", "eager | graph | compiled"),
+    "tier": ("string", "identical (the same step op for op) | idiomatic (as the framework's "
+             "tutorials write it) | tuned (the fastest correct variant of a paired search)"),
+    "mode": ("string", "eager | graph | compiled (a tuned cell: its chosen variant's)"),
+    "variant": ("string", "tuned: the variant its search chose (identical and idiomatic are "
+                "candidates too); else empty"),
+    "debug_mode": ("boolean", "a mode nobody trains with (JAX op-by-op eager): kept out of "
+                   "verdicts and the tuned search"),
     "device": ("string", "cpu | cuda"),
     "batch_size": ("Int64", "examples per training step"),
     "dataset": ("string", "dataset name"),
@@ -52,6 +61,12 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "settings": ("string", "JSON: effective thread, precision and allocator settings read back"),
     "implementation": ("string", "JSON: the path the framework took where it has several "
                        "(e.g. its LSTM: fused kernel or a scan)"),
+    "manifest": ("string", "JSON: the exact configuration: tier, mode, variant, API, optimiser "
+                 "implementation, compile options, flags, stated differences from the identical "
+                 "algorithm, settings read back, versions"),
+    "graph_breaks": ("Int64", "torch.compile: graph breaks Dynamo counted (0 = one graph)"),
+    "compiles": ("Int64", "compilations or traces of the step (above 1: it recompiled)"),
+    "compile_stats": ("string", "JSON: the framework's own compile counters"),
     "data_source": ("string", "where the data came from (real, upsampled, synthetic; version)"),
     "data_sha256": ("string", "SHA-256 of a text corpus's bytes (tells two runs' text apart)"),
     "param_count": ("Int64", "trainable parameters"),
@@ -124,13 +139,16 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "mfu_datasheet": ("Float64", "achieved_flops_per_s / the GPU's datasheet peak (cuda cells)"),
     "overhead_fraction": ("Float64", "the no-op cell's harness cost per sample / this sample"),
     "sync_ok": ("boolean", "every process passed the sync check"),
+    "graph_breaks": ("Int64", "most graph breaks of any process (torch.compile)"),
+    "compiles": ("Int64", "most compilations or traces of the step in any process"),
     "machine_slowdown": ("Float64", "slowest machine probe of the cell's processes / the run's "
                          "fastest (1.00 = the machine was as quiet as it ever was in this run)"),
 }
 
 RATIO_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run"),
-    "workload": ("string", ""), "size": ("string", ""), "device": ("string", ""),
+    "tier": ("string", ""), "workload": ("string", ""), "size": ("string", ""),
+    "device": ("string", ""),
     "batch_size": ("Int64", ""),
     "precision": ("string", ""),
     "a": ("string", "cell id of the numerator"), "b": ("string", "cell id of the denominator"),
@@ -139,12 +157,45 @@ RATIO_SCHEMA: dict[str, tuple[str, str]] = {
     "ci_high": ("Float64", "95% bootstrap CI of the ratio, high end"),
     "verdict": ("string", "faster | slower | no significant difference (CI holds 1, or in 1+-3%)"),
 }
+SPEEDUP_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "the run"),
+    "workload": ("string", ""), "size": ("string", ""), "device": ("string", ""),
+    "batch_size": ("Int64", ""), "precision": ("string", ""), "framework": ("string", ""),
+    "idiomatic": ("string", "cell id of the idiomatic cell"),
+    "tuned": ("string", "cell id of the tuned cell"),
+    "variant": ("string", "the variant the tuned cell runs"),
+    "speedup": ("Float64", "idiomatic median step time / tuned (above 1: tuning pays)"),
+    "ci_low": ("Float64", "95% bootstrap CI of the speed-up, low end"),
+    "ci_high": ("Float64", "95% bootstrap CI of the speed-up, high end"),
+}
+TUNING_SCHEMA: dict[str, tuple[str, str]] = {
+    "framework": ("string", ""), "workload": ("string", ""), "size": ("string", ""),
+    "device": ("string", ""), "batch_size": ("Int64", ""), "precision": ("string", ""),
+    "searched": ("string", "when the search ran (a kept search is reused while the machine, "
+                 "the framework version and the candidates are the same)"),
+    "variant": ("string", "candidate: identical, idiomatic, or a named variant"),
+    "mode": ("string", "the candidate's mode"),
+    "description": ("string", "what the candidate changes"),
+    "correct": ("boolean", "followed the identical tier's loss trajectory (harness.tune)"),
+    "max_loss_diff": ("Float64", "largest loss difference from the identical trajectory over "
+                      "the checked steps"),
+    "differences": ("string", "JSON: how the candidate's algorithm differs from the identical "
+                    "one by design, as it states (such a candidate is shown, not chosen)"),
+    "error": ("string", "why the candidate could not run, else empty"),
+    "median_s": ("Float64", "median step time over the paired rounds"),
+    "vs_identical": ("Float64", "median of per-round time ratios to the identical step of the "
+                     "same mode (below 1: faster)"),
+    "vs_identical_ci_low": ("Float64", "95% bootstrap CI, low end"),
+    "vs_identical_ci_high": ("Float64", "95% bootstrap CI, high end"),
+    "chosen": ("boolean", "the fastest correct candidate: the tuned tier's configuration"),
+    "compile_stats": ("string", "JSON: compile counters after the checked steps"),
+}
 LOSSES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "step": "Int64",
                  "loss": "Float64"}
 SAMPLES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "sample": "Int64",
                   "step_s": "Float64"}
 PHASES = ("import", "build", "first_step", "train", "steady")
-COMPARISON_KEYS = ["workload", "size", "device", "batch_size", "precision"]  # compared together
+COMPARISON_KEYS = ["tier", "workload", "size", "device", "batch_size", "precision"]
 
 
 def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -162,8 +213,9 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         device_peaks = [v for v in record.phase_device_peak_bytes.values() if v]
         fields = asdict(record)
         row = {k: fields.get(k) for k in SCHEMA}
-        row.update({k: getattr(cell, k) for k in ("workload", "framework", "mode", "device",
-                                                  "batch_size", "precision")})
+        row.update({k: getattr(cell, k) for k in ("workload", "framework", "tier", "mode",
+                                                  "device", "batch_size", "precision")})
+        counters = record.compile_stats
         row.update(
             run_id=run_id, cell_id=cell_id, repeat=repeat, status=outcome.status,
             reason=outcome.reason, wall_s=outcome.wall_s,
@@ -172,6 +224,13 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             threads=record.threads.get("threads"),
             settings=json.dumps(record.settings) if record.settings else None,
             implementation=json.dumps(record.implementation) if record.implementation else None,
+            variant=cell.variant or None,
+            debug_mode=cell.mode in BACKENDS[cell.framework].debug_modes
+            if cell.framework in BACKENDS else False,
+            manifest=json.dumps(record.manifest, sort_keys=True, default=str)
+            if record.manifest else None,
+            compile_stats=json.dumps(counters) if counters else None,
+            graph_breaks=counters.get("graph_breaks"), compiles=counters.get("compiles"),
             n_samples=len(step_samples) or None,
             sync_ok=record.sync_check.get("ok"),
             machine_probe_s=record.slowest_probe_s,
@@ -222,7 +281,8 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
             row[col] = procs[col].median()
         row["warmup_steps"] = round(procs["warmup_steps"].median()) \
             if procs["warmup_steps"].notna().any() else None
-        for col in ("peak_rss_bytes", "device_peak_bytes", "train_step_flops", "param_count"):
+        for col in ("peak_rss_bytes", "device_peak_bytes", "train_step_flops", "param_count",
+                    "graph_breaks", "compiles"):
             row[col] = procs[col].max()
         row["sync_ok"] = bool(ok["sync_ok"].all()) if len(ok) else None
         row["machine_slowdown"] = procs["machine_probe_s"].max() / quietest
@@ -252,8 +312,9 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
 
 
 def _relate(summary: pd.DataFrame) -> pd.DataFrame:
-    """Fill vs_fastest and break_even_step, which compare cells with each other."""
-    real = summary["framework"] != SELF_CHECK
+    """Fill vs_fastest (within a tier, debugging modes left out) and break_even_step (each
+    compiled mode against the eager mode of its framework and tier)."""
+    real = (summary["framework"] != SELF_CHECK) & (summary["debug_mode"] != True)  # noqa: E712
     for _, group in summary[real & summary["step_median_s"].notna()].groupby(COMPARISON_KEYS):
         fastest = group["step_median_s"].min()
         summary.loc[group.index, "vs_fastest"] = group["step_median_s"] / fastest
@@ -270,8 +331,10 @@ def _relate(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def ratios(summary: pd.DataFrame, groups: dict[str, list[np.ndarray]]) -> pd.DataFrame:
-    """Every pair of finished cells of different frameworks within one comparison group."""
-    done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()]
+    """Every pair of finished cells of different frameworks within one comparison group (one
+    tier), debugging modes left out."""
+    done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()
+                   & (summary["debug_mode"] != True)]  # noqa: E712
     rows = []
     for key, group in done.groupby(COMPARISON_KEYS, sort=False):
         for (_, a), (_, b) in combinations(group.iterrows(), 2):
@@ -282,6 +345,46 @@ def ratios(summary: pd.DataFrame, groups: dict[str, list[np.ndarray]]) -> pd.Dat
                          "a": a["cell_id"], "b": b["cell_id"], "ratio": r, "ci_low": lo,
                          "ci_high": hi, "verdict": stats.label(lo, hi)})
     return _frame(rows, RATIO_SCHEMA)
+
+
+def speedups(summary: pd.DataFrame, groups: dict[str, list[np.ndarray]]) -> pd.DataFrame:
+    """Each framework's tuned cell against each of its idiomatic cells (same workload, size,
+    device, batch, precision): idiomatic step time / tuned, with a CI."""
+    done = summary[summary["step_median_s"].notna()]
+    keys = [k for k in COMPARISON_KEYS if k != "tier"] + ["framework"]
+    rows = []
+    for key, group in done.groupby(keys, sort=False):
+        for _, tuned in group[group["tier"] == "tuned"].iterrows():
+            for _, idiom in group[group["tier"] == "idiomatic"].iterrows():
+                r, lo, hi = stats.ratio_ci(groups[idiom["cell_id"]], groups[tuned["cell_id"]])
+                rows.append({"run_id": tuned["run_id"], **dict(zip(keys, key)),
+                             "idiomatic": idiom["cell_id"], "tuned": tuned["cell_id"],
+                             "variant": tuned["variant"], "speedup": r, "ci_low": lo,
+                             "ci_high": hi})
+    return _frame(rows, SPEEDUP_SCHEMA)
+
+
+def tuning(run_dir: Path) -> pd.DataFrame:
+    """Every candidate of every tuned-tier search this run used, one row each."""
+    rows = []
+    for path in sorted((run_dir / "tuning").glob("*.json")):
+        record = read_json(path)
+        pick = record.get("chosen") or {}
+        for c in record.get("candidates", []):
+            ci = c.get("vs_identical_ci") or [None, None]
+            rows.append({
+                **{k: record.get(k) for k in ("framework", "workload", "size", "device",
+                                              "batch_size", "precision")},
+                "searched": record.get("created"), "variant": c["variant"], "mode": c["mode"],
+                "description": c.get("description"), "correct": c["check"].get("ok"),
+                "max_loss_diff": c["check"].get("max_diff"), "error": c.get("error"),
+                "differences": json.dumps(c["differences"]) if c.get("differences") else None,
+                "median_s": c.get("median_s"), "vs_identical": c.get("vs_identical"),
+                "vs_identical_ci_low": ci[0], "vs_identical_ci_high": ci[1],
+                "chosen": (c["variant"], c["mode"]) == (pick.get("variant"), pick.get("mode")),
+                "compile_stats": json.dumps(c["compile_stats"]) if c.get("compile_stats")
+                else None})
+    return _frame(rows, TUNING_SCHEMA)
 
 
 def _worst(statuses: pd.Series) -> str:
@@ -310,7 +413,9 @@ def conform(table: pd.DataFrame) -> pd.DataFrame:
 
 
 TABLES = {"results": SCHEMA, "summary": SUMMARY_SCHEMA, "ratios": RATIO_SCHEMA,
-          "losses": LOSSES_SCHEMA, "samples": SAMPLES_SCHEMA}
+          "speedups": SPEEDUP_SCHEMA, "tuning": TUNING_SCHEMA, "losses": LOSSES_SCHEMA,
+          "samples": SAMPLES_SCHEMA}
+SMALL_TABLES = ("results", "summary", "ratios", "speedups", "tuning")  # also written as CSV
 
 
 def write(run_dir: Path) -> dict[str, pd.DataFrame]:
@@ -321,10 +426,11 @@ def write(run_dir: Path) -> dict[str, pd.DataFrame]:
     groups = sample_groups(samples)
     summary = summarize(table, groups, run.peak_flops_per_s, gpus[0].get("name"))
     tables = {"results": table, "summary": summary, "ratios": ratios(summary, groups),
+              "speedups": speedups(summary, groups), "tuning": tuning(run_dir),
               "losses": losses, "samples": samples}
     for name, df in tables.items():
         df.to_parquet(run_dir / f"{name}.parquet", index=False)
-        if name in ("results", "summary", "ratios"):
+        if name in SMALL_TABLES:
             df.to_csv(run_dir / f"{name}.csv", index=False)
     return tables
 

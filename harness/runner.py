@@ -90,14 +90,29 @@ def framework_available(python: str, framework: str) -> bool:
         return False
 
 
+def framework_version(python: str, import_name: str) -> str | None:
+    """The installed version of a framework in an interpreter, without importing it."""
+    probe = ("import importlib.metadata as m; n = " + repr(import_name) + "; "
+             "print(m.version(m.packages_distributions().get(n, [n])[0]))")
+    try:
+        done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | None = None,
               timeout_s: float = 900.0, command: Command = cell_command,
               on_start: Callable[[Cell], None] | None = None,
-              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+              on_done: Callable[[Outcome], None] | None = None,
+              refused: dict[str, str] | None = None) -> list[Outcome]:
     """Run cells one after another, each in a fresh process. On Ctrl-C the running cell is
     stopped and marked interrupted, and the outcomes so far are returned (the caller then writes
-    what was measured). Compile caches live in run_dir/cache and are removed at the end."""
-    pythons = pythons or {}
+    what was measured). Compile caches live in run_dir/cache and are removed at the end.
+    A cell in ``refused`` (cell id: reason, e.g. its tuning search failed) is recorded as
+    failed with that reason without running."""
+    pythons, refused = pythons or {}, refused or {}
+    run_dir = run_dir.resolve()  # cell processes run from the checkout, not from here
     available: dict[str, bool] = {}
     outcomes: list[Outcome] = []
     for cell in cells:
@@ -114,6 +129,8 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
             if not available[key]:
                 outcome = Outcome(cell, "skipped", f"{cell.framework} is not installed for "
                                   f"{python}: {BACKENDS[cell.framework].install_hint}")
+            elif cell.id in refused:
+                outcome = Outcome(cell, "failed", refused[cell.id])
             else:
                 cache = run_dir / "cache" / cell.id
                 if cell.repeat == 0:

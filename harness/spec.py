@@ -20,9 +20,12 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 
 @dataclass(frozen=True)
 class Cell:
-    """One benchmark cell: framework x workload x size x mode x device x batch size (and its
-    budget). A cell runs in a fresh process of its own. New axes are new fields with defaults,
-    so old results stay readable."""
+    """One benchmark cell: framework x tier x workload x size x mode x device x batch size (and
+    its budget). A cell runs in a fresh process of its own. New axes are new fields with
+    defaults, so old results stay readable.
+
+    A tuned cell names no mode until its search (``harness.tune``) has chosen a variant; its id
+    leaves the mode out, so it names the measurement before and after."""
 
     framework: str
     workload: str
@@ -39,6 +42,8 @@ class Cell:
     repeat: int = 0         # which fresh process of this cell (0 runs with cold caches)
     train: bool = True      # run the training budget (accuracy, loss curve) before timing
     size: str = ""          # "" = the workload's default size
+    tier: str = "identical"  # identical | idiomatic | tuned (harness.backends.TIERS)
+    variant: str = ""       # tuned: the variant the search chose
 
     @property
     def workload_spec(self) -> Workload:
@@ -56,8 +61,9 @@ class Cell:
     def id(self) -> str:
         """Names the measurement, not the process: repeats share it."""
         suffix = "" if self.precision == "fp32" else f"-{self.precision}"
-        return (f"{self.workload}-{self.size_name}-{self.framework}-{self.mode}-{self.device}"
-                f"-b{self.batch_size}{suffix}")
+        mode = "" if self.tier == "tuned" else f"-{self.mode}"
+        return (f"{self.workload}-{self.size_name}-{self.framework}-{self.tier}{mode}"
+                f"-{self.device}-b{self.batch_size}{suffix}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

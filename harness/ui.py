@@ -23,7 +23,8 @@ STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "inter
 
 
 def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
-                      timeout_s: float) -> list[runner.Outcome]:
+                      timeout_s: float,
+                      refused: dict[str, str] | None = None) -> list[runner.Outcome]:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console,
                   refresh_per_second=1) as progress:  # the cells share these CPUs
@@ -39,7 +40,29 @@ def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
             progress.console.print(f"[{style}]{outcome.status:>11}[/] {outcome.cell.id} "
                                    f"({outcome.wall_s:.0f} s){': ' + first[0] if first else ''}")
 
-        return runner.run_cells(cells, run_dir, pythons, timeout_s, on_start=start, on_done=done)
+        return runner.run_cells(cells, run_dir, pythons, timeout_s, on_start=start, on_done=done,
+                                refused=refused)
+
+
+def print_search(record: dict) -> None:
+    """One tuned-tier search: every candidate, its time, its ratio to the identical step of
+    its mode (paired rounds), and whether it passed the correctness check."""
+    chosen = record.get("chosen") or {}
+    t = Table(title=f"tuning {record['framework']} {record['workload']} {record['size']} "
+                    f"{record['device']} b{record['batch_size']} {record['precision']}: "
+                    f"{record['rounds']} paired rounds")
+    for col in ("variant", "mode", "median step ms", "vs identical (95% CI)", "correct",
+                "chosen"):
+        t.add_column(col, justify="left" if col in ("variant", "mode") else "right")
+    for c in record["candidates"]:
+        ci = c.get("vs_identical_ci")
+        t.add_row(c["variant"], c["mode"],
+                  f"{c['median_s'] * 1e3:.3f}" if "median_s" in c else "–",
+                  f"{c['vs_identical']:.3f} ({ci[0]:.3f}–{ci[1]:.3f})" if ci else "–",
+                  "yes" if c["check"]["ok"] else f"[red]no[/] {c.get('error', '')[:60]}",
+                  "◀" if (c["variant"], c["mode"]) == (chosen.get("variant"),
+                                                       chosen.get("mode")) else "")
+    console.print(t)
 
 
 def measure_peaks(pythons: dict[str, str]) -> dict[str, float]:
@@ -66,15 +89,17 @@ def _fmt(value: float, fmt: str) -> str:
 
 def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> None:
     t = Table(title=f"framebench {run_dir.name}")
-    for col in ("workload", "framework", "mode", "status", "median step (95% CI) ms",
-                "throughput /s", "first step s", "peak RSS MiB", "MFU", "quality"):
-        t.add_column(col, justify="left" if col in ("workload", "framework", "mode") else "right")
+    left = ("workload", "framework", "tier", "mode")
+    for col in (*left, "status", "median step (95% CI) ms", "throughput /s", "first step s",
+                "peak RSS MiB", "MFU", "quality"):
+        t.add_column(col, justify="left" if col in left else "right")
     real = summary[summary["framework"] != SELF_CHECK]
     for _, r in real.sort_values(["workload", "step_median_s"]).iterrows():
         ok = r["status"] == "ok"
         quality = (f"ppl {r['test_perplexity']:.2f}" if pd.notna(r["test_perplexity"])
                    else _fmt(r["test_accuracy"], ".3f"))
-        t.add_row(f"{r['workload']} {r['size']}", r["framework"], r["mode"],
+        mode = f"{r['variant']} ({r['mode']})" if r["tier"] == "tuned" else r["mode"]
+        t.add_row(f"{r['workload']} {r['size']}", r["framework"], r["tier"], mode,
                   f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",
                   f"{r['step_median_s'] * 1e3:.3f} ({r['step_ci_low_s'] * 1e3:.3f}–"
                   f"{r['step_ci_high_s'] * 1e3:.3f})" if ok else "–",

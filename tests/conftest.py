@@ -25,11 +25,12 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real, small end-to-end run: an image and a language model, all three frameworks,
-    eager and compiled (so compile accounting and break-even are exercised), a fifth of the
-    default training budget."""
+    """A real, small end-to-end run: an image and a language model, all three frameworks, all
+    three tiers (each framework's quickest mode; the tuned tier's search over it), a fifth of
+    the default training budget."""
     base = tmp_path_factory.mktemp("small_run")
-    proc = run_cli("--quick", "--workloads", "mlp,transformer", "--modes", "eager,compiled",
+    proc = run_cli("--quick", "--workloads", "mlp,transformer", "--tiers",
+                   "identical,idiomatic,tuned",
                    "--steady-seconds", "0.2", "--run-id", "small", "--results-dir",
                    str(base / "results"), "--reports-dir", str(base / "reports"), cwd=base)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -13,22 +13,13 @@ from harness import data, reference
 from harness.backends import BACKENDS, FRAMEWORKS, Spec, load
 from harness.model import graph
 from harness.spec import WORKLOADS
+from harness.tune import FIRST_ATOL, FIRST_STEPS, LOSS_ATOL  # the tolerances, explained there
 
 STEPS = 10
 SEQ = 16       # tokens per example in these tests (the default size's context is 64)
 # (dataset, batch size) per workload: the smallest shapes that still test the thing
 DATA = {"mlp": ("digits", 32), "cnn": ("digits", 32), "resnet": ("digits32", 8),
         "transformer": ("pydoc", 4), "lstm": ("pydoc", 4)}
-# Loss agreement after 10 steps. mlp and cnn: float32 rounding (as before the model core was
-# rebuilt); transformer and lstm: measured up to 1.2e-5. resnet is chaotic: Adam's first steps
-# move every weight by about lr whatever the size of its gradient, so a weight whose gradient
-# is at rounding level gets a step whose sign is rounding noise, and batch norm spreads it.
-# torch's own eager and compiled modes differ by 1.5e-3 to 2.4e-3 after 10 steps (batch 8 and
-# 32, measured); other frameworks by up to 6e-3. So resnet's 10-step losses are tested at
-# 1e-2 (0.4% of the loss), and every workload's first FIRST_STEPS losses at float32 rounding,
-# which a wrong update (learning rate, epsilon, decay, batch-norm statistics) would break.
-LOSS_ATOL = {"mlp": 2e-5, "cnn": 2e-5, "resnet": 1e-2, "transformer": 1e-4, "lstm": 1e-4}
-FIRST_STEPS, FIRST_ATOL = 3, 5e-5
 
 
 @cache
@@ -47,9 +38,11 @@ def spec_for(workload: str, size: str = "small", shape: tuple[int, ...] | None =
 
 
 def trainer_for(framework: str, workload: str, mode: str = "eager", precision: str = "fp32",
-                spec: Spec | None = None):  # noqa: ANN201
+                spec: Spec | None = None, tier: str = "identical",
+                variant: str = ""):  # noqa: ANN201
     pytest.importorskip(BACKENDS[framework].import_name)
-    return load(framework).build(spec or spec_for(workload), mode, "cpu", precision)
+    return load(framework).build(spec or spec_for(workload), mode, "cpu", precision, tier,
+                                 variant)
 
 
 def batches(workload: str) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -13,7 +13,8 @@ def test_help_lists_the_options(tmp_path: Path) -> None:
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
     for option in ("--workloads", "--frameworks", "--modes", "--devices", "--batch-sizes",
-                   "--dataset", "--epochs", "--quick", "--timeout", "--python", "--size"):
+                   "--dataset", "--epochs", "--quick", "--timeout", "--python", "--size",
+                   "--tiers", "--full"):
         assert option in proc.stdout
     assert "mlp, cnn, resnet, transformer, lstm" in proc.stdout
     assert "torch, tensorflow, jax" in proc.stdout and "gpt2-small" in proc.stdout
@@ -25,6 +26,7 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
                                      "transformer, lstm"),
         (["--frameworks", "mxnet"], "valid frameworks: torch, tensorflow, jax"),
         (["--modes", "turbo"], "valid modes: eager, compiled, graph"),
+        (["--tiers", "fastest"], "valid tiers: identical, idiomatic, tuned"),
         (["--devices", "tpu"], "valid devices: cpu, cuda"),
         (["--dataset", "cifar"], "valid datasets: digits, digits32, mnist, fashion-mnist, "
                                  "cifar10, synthetic, pydoc, tinyshakespeare"),
@@ -49,10 +51,11 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
 def test_end_to_end_run(small_run: Path) -> None:
     run_dir = small_run / "results" / "small"
     table = pd.read_parquet(run_dir / "results.parquet")
-    # 2 workloads x (3 eager + 3 compiled) cells + the no-op self-check
-    assert len(table) == 13 and set(table["status"]) == {"ok"}, table[["cell_id", "reason"]]
+    # 2 workloads x 3 tiers x 3 frameworks + the no-op self-check
+    assert len(table) == 19 and set(table["status"]) == {"ok"}, table[["cell_id", "reason"]]
     assert set(table["framework"]) == {"torch", "tensorflow", "jax", "noop"}
     real = table[table["framework"] != "noop"]
+    assert real.groupby("tier").size().to_dict() == {"identical": 6, "idiomatic": 6, "tuned": 6}
     assert (real["step_median_s"] > 0).all() and (real["peak_rss_bytes"] > 50e6).all()
     assert real["sync_ok"].all() and (real["threads"] >= 1).all()
     for cell_id in table["cell_id"]:
@@ -60,30 +63,61 @@ def test_end_to_end_run(small_run: Path) -> None:
         [entry] = bench["benchmarks"]
         assert len(entry["stats"]["data"]) >= 30  # every pytest-benchmark sample is kept
     stdout = (small_run / "stdout.txt").read_text()
-    assert "report:" in stdout and "median step" in stdout
+    assert "report:" in stdout and "median step" in stdout and "searching" in stdout
     assert (small_run / "reports" / "latest.html").exists()
     run = json.loads((run_dir / "run.json").read_text())
     assert run["framework_info"]["jax"] and run["peak_flops_per_s"] > 1e9
     assert set(run["gemm_peak_flops_per_s"]) == {"numpy", "torch", "tensorflow", "jax"}
+    assert run["tiers"] == ["identical", "idiomatic", "tuned"]
     summary = pd.read_parquet(run_dir / "summary.parquet").set_index("cell_id")
-    mlp = summary.loc["mlp-small-jax-eager-cpu-b32"]
+    mlp = summary.loc["mlp-small-jax-identical-compiled-cpu-b32"]
     assert mlp["step_ci_low_s"] <= mlp["step_median_s"] <= mlp["step_ci_high_s"]
     assert 0 < mlp["mfu"] < 1 and mlp["overhead_fraction"] < 0.01
     assert mlp["unit"] == "images" and mlp["items_per_s"] == mlp["samples_per_s"]
-    lm = summary.loc["transformer-small-jax-compiled-cpu-b16"]
+    assert mlp["compiles"] >= 1  # the step compiled, and no more than it should have
+    lm = summary.loc["transformer-small-jax-identical-compiled-cpu-b16"]
     assert lm["unit"] == "tokens" and lm["items_per_s"] == pytest.approx(64 * lm["samples_per_s"])
     assert 1 < lm["test_perplexity"] < 256 and "pydoc_data" in lm["data_source"]
-    assert summary["break_even_step"].notna().any()  # compiled modes were compared with eager
     results_table = table.set_index("cell_id")
-    assert len(results_table.loc["transformer-small-torch-eager-cpu-b16", "data_sha256"]) == 64
-    assert "softmax" in results_table.loc["transformer-small-jax-eager-cpu-b16", "implementation"]
+    assert len(results_table.loc["transformer-small-torch-identical-eager-cpu-b16",
+                                 "data_sha256"]) == 64
+    assert "softmax" in results_table.loc["transformer-small-jax-identical-compiled-cpu-b16",
+                                          "implementation"]
+    # Every tier records its configuration; the idiomatic Keras cell trained through fit.
+    keras = json.loads(results_table.loc["mlp-small-tensorflow-idiomatic-graph-cpu-b32",
+                                         "manifest"])
+    assert keras["tier"] == "idiomatic" and "fit" in keras["api"] and keras["settings"]
+    assert results_table.loc["mlp-small-tensorflow-idiomatic-graph-cpu-b32", "test_accuracy"] > 0.5
+    # The tuned cells run the variant their search chose: searched in this run, kept for later.
+    tuned = summary[summary["tier"] == "tuned"]
+    assert tuned["variant"].notna().all() and tuned["mode"].notna().all()
+    assert len(list((run_dir / "tuning").glob("*.json"))) == 6
+    assert len(list((small_run / "results" / "tuning").glob("*.json"))) == 6
+    speedups = pd.read_parquet(run_dir / "speedups.parquet")
+    assert len(speedups) == 6 and (speedups["speedup"] > 0).all()
+
+
+def test_tune_searches_and_a_run_keeps_the_search(tmp_path: Path) -> None:
+    """`framebench tune` searches now and prints the search; a run after it reuses it."""
+    args = ["--quick", "--workloads", "mlp", "--frameworks", "jax", "--results-dir", "r"]
+    tuned = run_cli("tune", *args, cwd=tmp_path)
+    assert tuned.returncode == 0, tuned.stdout + tuned.stderr
+    assert "searching" in tuned.stdout and "jit-flat-adam" in tuned.stdout
+    [kept] = (tmp_path / "r" / "tuning").glob("*.json")
+    run = run_cli(*args, "--tiers", "tuned", "--steady-seconds", "0.2", "--run-id", "again",
+                  cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "kept from" in run.stdout and "searching" not in run.stdout
+    assert json.loads((tmp_path / "r" / "again" / "tuning" / kept.name).read_text()) == \
+        json.loads(kept.read_text())
 
 
 def test_repeats_interleave_frameworks() -> None:
     from harness.__main__ import make_cells, run_parser
 
     cells = make_cells(run_parser().parse_args(
-        ["--workloads", "mlp", "--modes", "compiled", "--repeats", "2"]))
+        ["--workloads", "mlp", "--modes", "compiled", "--repeats", "2", "--tiers",
+         "identical"]))
     assert {c.size for c in cells} == {"small"} and {c.dataset for c in cells} == {"digits"}
     assert cells[0].framework == "noop"
     order = [(c.framework, c.repeat) for c in cells[1:]]
@@ -91,6 +125,24 @@ def test_repeats_interleave_frameworks() -> None:
                      ("jax", 1), ("tensorflow", 1), ("torch", 1)]
     assert [c.train for c in cells[1:]] == [True] * 3 + [False] * 3
     assert len({c.threads for c in cells}) == 1 and cells[0].threads >= 1
+
+
+def test_tiers_and_modes_by_default_quick_and_full() -> None:
+    from harness.__main__ import make_cells, run_parser
+
+    def cells(*argv: str) -> list[tuple[str, str, str]]:
+        made = make_cells(run_parser().parse_args(["--workloads", "mlp", "--repeats", "1",
+                                                   *argv]))
+        return [(c.framework, c.tier, c.mode) for c in made[1:]]
+
+    default = cells()
+    assert ("tensorflow", "idiomatic", "graph") in default  # Keras's jit_compile="auto" on CPU
+    assert ("torch", "idiomatic", "eager") in default and ("jax", "tuned", "") in default
+    assert {t for _, t, _ in default} == {"idiomatic", "tuned"}
+    full = cells("--full")
+    assert ("jax", "identical", "eager") in full  # the debugging mode only when asked for
+    assert ("jax", "identical", "eager") not in cells("--tiers", "identical")
+    assert len(full) == 7 + 5 + 3  # identical modes, idiomatic modes, one tuned per framework
 
 
 def test_readme_documents_the_schema_and_test_command() -> None:

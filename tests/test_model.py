@@ -111,7 +111,10 @@ def test_check_choice_names_the_valid_choices() -> None:
 def test_cell_round_trips_through_json() -> None:
     cell = Cell("jax", "cnn", "compiled", batch_size=64)
     assert Cell.from_json(cell.to_json()) == cell
-    assert cell.id == "cnn-small-jax-compiled-cpu-b64"
+    assert cell.id == "cnn-small-jax-identical-compiled-cpu-b64"
+    tuned = Cell("jax", "cnn", "", tier="tuned")  # named before its search chose a mode
+    assert tuned.id == Cell("jax", "cnn", "compiled", tier="tuned", variant="x").id \
+        == "cnn-small-jax-tuned-cpu-b32"
     assert Cell("torch", "transformer", "eager", size="gpt2-small").id.startswith(
         "transformer-gpt2-small-torch")
 

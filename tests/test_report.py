@@ -30,16 +30,17 @@ def test_report_renders_every_section(small_run: Path) -> None:
     parsed = Ids()
     parsed.feed(html)
     assert {"summary", "workload-mlp-small", "workload-transformer-small", "trust", "failures",
-            "environment", "method"} <= parsed.ids
+            "environment", "method", "configurations", "manifest-compare"} <= parsed.ids
     assert "untrustworthy" not in parsed.ids
-    assert parsed.classes.count("phases") == 2 and parsed.classes.count("ratios") == 2
-    assert parsed.classes.count("throughput") == 2 and parsed.classes.count("losses") == 2
-    assert parsed.classes.count("certificate") == 2
-    assert "Fastest steady-state training" in html and "Every cell finished." in html
+    for cls in ("choice", "search", "phases", "ratios", "throughput", "losses", "certificate"):
+        assert parsed.classes.count(cls) == 2, cls
+    assert "Fastest steady-state training (tuned tier)" in html and "Every cell finished." in html
+    assert "Tuned against idiomatic" in html and "As users write it" in html
     assert 'id="machine-noise"' in html and "the machine's own speed moved by" in html
     for fw in ("torch", "tensorflow", "jax"):
-        assert f"{fw} eager" in html and f"{fw} compiled" in html
-    assert "tokens/s" in html and "test perplexity" in html and "pays off" in html
+        assert f"{fw} identical" in html and f"{fw} idiomatic" in html and f"{fw} tuned: " in html
+    assert "Keras compile/fit/evaluate" in html  # what each cell runs, in words
+    assert "tokens/s" in html and "test perplexity" in html
     assert "pydoc_data.topics" in html and "scikit-learn" in html  # where the data came from
     assert "Implementation paths taken" in html
     assert "cdn" not in html.split("<body>")[1].lower()  # plotly.js inlined: opens offline
@@ -73,20 +74,30 @@ def test_report_in_a_real_browser(small_run: Path, tmp_path: Path) -> None:
         page.wait_for_selector(".js-plotly-plot .main-svg")
         plots = page.locator(".js-plotly-plot").count()
         traces = page.locator(".losses .scatterlayer .trace").count()
+        # Two cells' configurations side by side: their differences are marked.
+        options = page.locator("#manifest-a option").all_inner_texts()
+        keras = next(o for o in options if "tensorflow-idiomatic" in o)
+        torch = next(o for o in options if "torch-identical" in o)
+        page.select_option("#manifest-a", keras)
+        page.select_option("#manifest-b", torch)
+        differing = page.locator("#manifest-compare tr.diff").all_inner_texts()
+        page.select_option("#manifest-b", keras)
+        same = page.locator("#manifest-compare tr.diff").count()
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert page_errors == []
     assert plots == 6  # throughput, memory, losses for each of two workloads
-    assert traces == 12  # every cell's loss curve (6 per workload: no TF graph here)
+    assert traces == 18  # every cell's loss curve (9 per workload)
+    assert any(row.startswith("api") for row in differing) and same == 0
 
 
 def test_a_failed_sync_check_marks_the_run_untrustworthy(small_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(small_run / "results" / "small", run_dir)
-    record_path = next(run_dir.glob("cells/mlp-small-jax-eager-*/r0/cell.json"))
+    record_path = next(run_dir.glob("cells/mlp-small-jax-identical-compiled-*/r0/cell.json"))
     record = json.loads(record_path.read_text())
     record["sync_check"]["ok"] = False
     record_path.write_text(json.dumps(record))
     results.write(run_dir)
     html = report.render(run_dir, tmp_path / "reports").read_text()
-    assert 'id="untrustworthy"' in html and "mlp-small-jax-eager-cpu-b32" in html
+    assert 'id="untrustworthy"' in html and "mlp-small-jax-identical-compiled-cpu-b32" in html

@@ -26,8 +26,13 @@ def test_round_trip_through_parquet_keeps_the_schema(small_run: Path) -> None:
     slowdown = tables["summary"]["machine_slowdown"]  # one process per cell (--quick)
     assert slowdown.notna().all() and slowdown.min() == 1.0 and (slowdown >= 1.0).all()
     ratios = tables["ratios"]
-    assert len(ratios) == 2 * 12  # per workload: pairs of its 6 cells of different frameworks
+    assert len(ratios) == 2 * 3 * 3  # per workload and tier: the 3 pairs of frameworks
     assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
+    tuning = tables["tuning"]
+    assert tuning.groupby(["workload", "framework"])["chosen"].sum().eq(1).all()
+    assert tuning[tuning["chosen"]]["correct"].all()
+    assert (tuning["variant"] == "identical").groupby(
+        [tuning["workload"], tuning["framework"]]).sum().eq(1).all()
 
 
 def test_a_table_missing_columns_is_refused() -> None:

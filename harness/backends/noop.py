@@ -22,6 +22,8 @@ def configure(device: str, precision: str, threads: int) -> dict[str, Any]:
 
 class NoopTrainer:
     implementation: dict[str, str] = {}
+    manifest: dict[str, Any] = {"api": "none", "optimizer": "none", "compile": None,
+                                "flags": {}, "differences": ""}
 
     def __init__(self, output_shape: tuple[int, ...]) -> None:
         self.output_shape = output_shape
@@ -53,6 +55,10 @@ class NoopTrainer:
     def device_peak_bytes(self) -> int | None:
         return None
 
+    def compile_stats(self) -> dict[str, int]:
+        return {}
 
-def build(spec: Spec, mode: str, device: str, precision: str = "fp32") -> NoopTrainer:
+
+def build(spec: Spec, mode: str, device: str, precision: str = "fp32", tier: str = "identical",
+          variant: str = "") -> NoopTrainer:
     return NoopTrainer(graph.output_shape(spec.model, spec.input_shape))

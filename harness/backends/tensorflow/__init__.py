@@ -1,8 +1,10 @@
-"""TensorFlow backend: the model as tf ops on a dict of tf.Variables (one table in
-translate.py), tf.GradientTape, Adam/AdamW written out (torch/optax epsilon form).
+"""TensorFlow backend, in three tiers (``harness.backends.TIERS``):
 
-Modes: eager; graph = tf.function of the whole step; compiled = tf.function(jit_compile=True).
-The learning rate is computed inside the step from its counter, so no mode retraces.
+- identical.py: the model as tf ops on tf.Variables (translate.py), tf.GradientTape, Adam
+  written out; modes eager, graph (tf.function) and compiled (tf.function(jit_compile=True));
+- idiomatic.py: Keras 3 as its users write it, compile/fit with Keras's own Adam(W); modes
+  graph and compiled (jit_compile);
+- tuned.py: the identical step with the fused ResourceApplyAdam kernel, in each mode.
 """
 
 from __future__ import annotations
@@ -10,14 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
-from harness.backends import Spec, Unavailable
-from harness.backends.tensorflow.translate import IMPLEMENTATION, leaf
-from harness.model import graph
-
-Tree = dict[str, dict[str, Any]]
+from harness.backends import Spec, check_build
 
 
 def info() -> dict[str, Any]:
@@ -27,7 +24,8 @@ def info() -> dict[str, Any]:
         "cuda_version": build.get("cuda_version"),
         "cudnn_version": build.get("cudnn_version"),
         "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPUs)"),
-        "model_api": "tf ops on tf.Variables + tf.GradientTape (no Keras)",
+        "model_api": "tf ops on tf.Variables + tf.GradientTape (identical, tuned); Keras 3 "
+                     "(idiomatic)",
     }
 
 
@@ -47,133 +45,17 @@ def configure(device: str, precision: str, threads: int) -> dict[str, Any]:
             else "float32"}
 
 
-def _device(device: str) -> str:
-    if device == "cuda":
-        if not tf.config.list_physical_devices("GPU"):
-            raise Unavailable("TensorFlow sees no GPU (tensorflow-cpu, or no CUDA device)")
-        return "/GPU:0"
-    return "/CPU:0"
+def build(spec: Spec, mode: str, device: str, precision: str = "fp32", tier: str = "identical",
+          variant: str = "") -> Any:
+    check_build("tensorflow", tier, mode, variant, device)
+    if tier == "idiomatic":
+        from harness.backends.tensorflow import idiomatic  # imports Keras: only when asked
 
+        return idiomatic.KerasTrainer(spec, mode, device, precision)
+    if tier == "tuned":
+        from harness.backends.tensorflow import tuned
 
-class TensorFlowTrainer:
-    def __init__(self, spec: Spec, mode: str, device: str, precision: str) -> None:
-        self.spec = spec
-        self.device = _device(device)
-        self.dtype = tf.bfloat16 if precision == "bf16" else tf.float32
-        kinds = {type(n.layer) for n in graph.nodes(spec.model, spec.input_shape)}
-        self.implementation = {t.__name__: IMPLEMENTATION[t] for t in kinds
-                               if t in IMPLEMENTATION}
-        decay = spec.decay
-        with tf.device(self.device):
-            self.params = self._load(spec.params, trainable=True)
-            self.buffers = self._load(spec.state, trainable=False)
-            flat = graph.ungroup(self.params)
-            self.flat = list(flat.values())
-            self.decay = [decay[k] for k in flat]
-            self.m = [tf.Variable(tf.zeros_like(p), trainable=False) for p in self.flat]
-            self.v = [tf.Variable(tf.zeros_like(p), trainable=False) for p in self.flat]
-            self.t = tf.Variable(0.0, dtype=tf.float32, trainable=False)
-        self._last_loss: tf.Tensor | None = None
-        if mode == "eager":
-            self._step = self._eager_step
-        else:
-            self._step = tf.function(self._eager_step, jit_compile=(mode == "compiled"))
+        return tuned.build(spec, mode, device, precision, variant)
+    from harness.backends.tensorflow import identical
 
-    @staticmethod
-    def _load(flat: dict[str, np.ndarray], trainable: bool) -> Tree:
-        return {path: {k: tf.Variable(np.asarray(v, np.float32), trainable=trainable)
-                       for k, v in arrays.items()}
-                for path, arrays in graph.group(flat).items()}
-
-    def _forward(self, x: tf.Tensor, train: bool) -> tuple[tf.Tensor, Tree]:
-        """Float32 logits and the new state; computed in self.dtype (bf16: params and float
-        inputs cast, token ids kept integer, weights and state float32)."""
-        params: Tree = self.params
-        if self.dtype != tf.float32:
-            params = {path: {k: tf.cast(v, self.dtype) for k, v in arrays.items()}
-                      for path, arrays in params.items()}
-            if x.dtype.is_floating:
-                x = tf.cast(x, self.dtype)
-        logits, state = graph.apply(self.spec.model, params, self.buffers, x, train, leaf)
-        return tf.cast(logits, tf.float32), state
-
-    def _lr(self) -> Any:
-        """The step's learning rate from the counter t (already incremented): the
-        WarmupCosine formula in tf ops (float64, as the host computes it), or the constant."""
-        o, schedule, total = self.spec.optimizer, self.spec.schedule, self.spec.total_steps
-        if schedule is None:
-            return o.lr
-        factor = schedule.factor(tf.cast(self.t, tf.float64), total, tf.experimental.numpy)
-        return tf.cast(o.lr * factor, tf.float32)
-
-    def _eager_step(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            logits, state = self._forward(x, True)  # float32 loss in every precision
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.reshape(y, [-1]), logits=tf.reshape(logits, [-1, logits.shape[-1]])))
-        grads = tape.gradient(loss, self.flat)
-        for path, arrays in state.items():
-            for k, value in arrays.items():
-                self.buffers[path][k].assign(value)
-        o = self.spec.optimizer
-        self.t.assign_add(1.0)
-        lr = self._lr()
-        bc1 = 1.0 - tf.pow(o.beta1, self.t)
-        bc2 = 1.0 - tf.pow(o.beta2, self.t)
-        for p, g, m, v, decay in zip(self.flat, grads, self.m, self.v, self.decay):
-            g = tf.convert_to_tensor(g)  # the embedding's gradient may be IndexedSlices
-            m.assign(o.beta1 * m + (1.0 - o.beta1) * g)
-            v.assign(o.beta2 * v + (1.0 - o.beta2) * tf.square(g))
-            if decay:  # AdamW: decoupled, on the pre-update weights, as torch applies it
-                p.assign_sub(lr * o.weight_decay * p)
-            p.assign_sub(lr * (m / bc1) / (tf.sqrt(v / bc2) + o.eps))
-        return loss
-
-    def put(self, x: np.ndarray, y: np.ndarray | None = None) -> Any:
-        x = x.astype(np.float32 if np.issubdtype(x.dtype, np.floating) else np.int32)
-        with tf.device(self.device):
-            xt = tf.identity(tf.convert_to_tensor(x))
-            if y is None:
-                return xt
-            return xt, tf.identity(tf.convert_to_tensor(y.astype(np.int32)))
-
-    def step(self, batch: Any) -> tf.Tensor:
-        with tf.device(self.device):
-            self._last_loss = self._step(*batch)
-        return self._last_loss
-
-    def predict(self, x: Any) -> tf.Tensor:
-        with tf.device(self.device):
-            return self._forward(x, False)[0]  # evaluation is not timed: eager in every mode
-
-    def sync(self) -> None:
-        # Reading the last loss to the host waits for the step that made it (the update ops run
-        # before a tf.function returns); on GPU, also drain every queued kernel.
-        if self._last_loss is not None:
-            self._last_loss.numpy()
-        if self.device != "/CPU:0":
-            tf.test.experimental.sync_devices()
-
-    def numpy(self, value: Any) -> np.ndarray:
-        return value.numpy()
-
-    def reset_device_peak(self) -> None:
-        if self.device != "/CPU:0":
-            tf.config.experimental.reset_memory_stats("GPU:0")
-
-    def device_peak_bytes(self) -> int | None:
-        if self.device == "/CPU:0":
-            return None
-        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
-
-    def weights(self) -> dict[str, np.ndarray]:
-        return graph.ungroup({path: {k: v.numpy() for k, v in arrays.items()}
-                              for path, arrays in self.params.items()})
-
-    def state(self) -> dict[str, np.ndarray]:
-        return graph.ungroup({path: {k: v.numpy() for k, v in arrays.items()}
-                              for path, arrays in self.buffers.items()})
-
-
-def build(spec: Spec, mode: str, device: str, precision: str = "fp32") -> TensorFlowTrainer:
-    return TensorFlowTrainer(spec, mode, device, precision)
+    return identical.TensorFlowTrainer(spec, mode, device, precision)
