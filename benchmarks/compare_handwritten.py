@@ -104,7 +104,7 @@ def paired(n_rounds: int) -> dict[str, Any]:
 
 
 def tuned_cell(fw: str, variant: str | None, threads: int, pythons: dict[str, str],
-               tuning_dir: Path) -> tuple[Cell, dict[str, Any] | None]:
+               tuning_dir: Path, retune: bool) -> tuple[Cell, dict[str, Any] | None]:
     """The tuned mlp cell with the variant a benchmark run would give it, and the search that
     chose it (None for --variant)."""
     cell = Cell(fw, "mlp", "", tier="tuned", threads=threads)
@@ -112,7 +112,8 @@ def tuned_cell(fw: str, variant: str | None, threads: int, pythons: dict[str, st
         name, _, mode = variant.partition(":")
         return replace(cell, variant=name, mode=mode), None
     with tempfile.TemporaryDirectory() as tmp:
-        [tuned], failed = tune.resolve([cell], Path(tmp), tuning_dir, pythons, {fw: None})
+        [tuned], failed = tune.resolve([cell], Path(tmp), tuning_dir, pythons, {fw: None},
+                                       retune=retune)
         if failed:
             raise SystemExit(f"{fw}: {failed[tuned.id]}")
         search = read_json(Path(tmp) / "tuning" / f"{tune.group_key(cell, None)}.json")
@@ -163,6 +164,7 @@ def main() -> None:
                    help="the tuned cell's variant, instead of the tuning search's choice")
     p.add_argument("--tuning-dir", type=Path, default=ROOT / "results" / "tuning",
                    help="kept tuning searches (reused while valid, as a benchmark run does)")
+    p.add_argument("--retune", action="store_true", help="search again even if one is kept")
     p.add_argument("--threads", type=int, default=default_threads(),
                    help="CPUs of the cell process, as framebench --threads (default: all)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
@@ -177,7 +179,7 @@ def main() -> None:
     for fw in args.frameworks.split(","):
         python = pythons.get(fw, sys.executable)
         cell, search = tuned_cell(fw, variants.get(fw), args.threads, pythons,
-                                  args.tuning_dir)
+                                  args.tuning_dir, args.retune)
         print(f"{fw}: tuned cell {cell.variant} ({cell.mode}), {args.paired_samples} paired "
               "rounds ...", flush=True)
         results.append({**compare(cell, python, args.paired_samples), "search": search})

@@ -242,11 +242,11 @@ class CellRun:
             trainer.sync()
             idle.append(clock() - t0)
         overhead = float(np.median(idle)) + _clock_cost()
-        n, t0 = 0, clock()
-        while clock() - t0 < 0.2 or n < 3:
-            self.timed_sample(1)
-            n += 1
-        est = max((clock() - t0) / n - overhead, 1e-9)
+        single, t0 = [], clock()
+        while clock() - t0 < 0.2 or len(single) < 3:
+            single.append(self.time_sample(1))
+        # the median: one slow moment of the machine must not shrink K
+        est = max(float(np.median(single)) - overhead, 1e-9)
         k = steps_per_sample(trainer, est, overhead)
         self._probe_machine("before")
 

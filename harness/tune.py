@@ -7,6 +7,7 @@ the framework's tuned configuration for that workload, size, device, batch and p
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import subprocess
 import sys
@@ -88,13 +89,13 @@ def search(cell: Cell, modes: tuple[str, ...] | None = None,
     (``chosen`` is the fastest correct candidate). Runs in the cell's own environment."""
     from harness import backends, data
     from harness.cell import (
+        MIN_SAMPLE_S,
         STEADY_BATCHES,
         build,
         compile_stats,
         load_dataset,
         make_spec,
         run_steps,
-        steps_per_sample,
     )
 
     threads = set_threads(cell.threads)
@@ -131,17 +132,24 @@ def search(cell: Cell, modes: tuple[str, ...] | None = None,
                          differences=stated_differences(trainer.manifest),
                          compile_stats=compile_stats(trainer), manifest=trainer.manifest)
             placed = [trainer.put(x, y) for x, y in steady]
-            t0, n = clock(), 0
-            while clock() - t0 < WARM_S or n < 3:
+            single = []  # warm-up; the median step is robust to the machine's slow moments
+            t0 = clock()
+            while clock() - t0 < WARM_S or len(single) < 3:
+                t1 = clock()
                 run_steps(trainer, placed, 1)
                 trainer.sync()
-                n += 1
-            k = steps_per_sample(trainer, (clock() - t0) / n, 0.0)
-            entry["steps_per_sample"] = k
-            live.append((entry, trainer, placed, k))
+                single.append(clock() - t1)
+            live.append((entry, trainer, placed, float(np.median(single))))
         except Exception as exc:  # a variant that fails is a result, not the end of the search
             entry["error"] = "".join(traceback.format_exception_only(exc)).strip()[-2000:]
             entry["check"] = {"ok": False}
+    # Samples of one length for every candidate, so that a slow moment of the machine is as
+    # likely to fall into any candidate's sample.
+    length = max([MIN_SAMPLE_S] + [max(step_s, getattr(t, "min_sample_s", 0.0))
+                                   for _, t, _, step_s in live])
+    live = [(e, t, placed, max(1, round(length / step_s))) for e, t, placed, step_s in live]
+    for e, _, _, k in live:
+        e["steps_per_sample"] = k
     samples: dict[int, list[float]] = {id(e): [] for e, *_ in live}
     for r in range(rounds + DISCARD_ROUNDS):
         for entry, trainer, placed, k in live[r % len(live):] + live[:r % len(live)]:
@@ -158,7 +166,8 @@ def search(cell: Cell, modes: tuple[str, ...] | None = None,
         "device": cell.device, "batch_size": cell.batch_size, "precision": cell.precision,
         "threads": threads.get("threads"), "modes": list(modes or ()),
         "framework_version": backend.info().get("framework_version"),
-        "host": _host(), "created": now_iso(), "rounds": rounds, "settings": settings,
+        "host": _host(), "source": source_digest(cell.framework), "created": now_iso(),
+        "rounds": rounds, "settings": settings,
         "reference_losses": reference, "candidates": candidates,
         "chosen": {"variant": chosen["variant"], "mode": chosen["mode"]} if chosen else None,
     }
@@ -180,6 +189,18 @@ def _summarize(candidates: list[dict[str, Any]], times: dict[int, np.ndarray]) -
             c.update(vs_identical=ratio, vs_identical_ci=[lo, hi])
 
 
+def source_digest(framework: str) -> str:
+    """SHA-256 of the code a search measured: the framework's backend package and the model
+    core. Editing a variant, a tier or a layer makes the kept searches stale."""
+    root = Path(__file__).parent
+    files = sorted((root / "backends" / framework).glob("*.py")) + sorted(
+        (root / "model").rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _host() -> dict[str, Any]:
     """What a search's result depends on besides the software: the CPU and the GPUs."""
     return {"cpu_model": cpu_model(), "gpus": [g.get("name") for g in gpu_info()]}
@@ -196,12 +217,13 @@ def group_key(cell: Cell, modes: tuple[str, ...] | None) -> str:
 
 def usable(record: dict[str, Any], cell: Cell, modes: tuple[str, ...] | None,
            version: str | None) -> bool:
-    """A kept search stands while the machine, the framework's version and the search space
-    are the ones it measured."""
+    """A kept search stands while the machine, the framework's version, the code and the
+    search space are the ones it measured."""
     names = [(v.name, v.mode) for v in FRAMEWORKS[cell.framework].search_space(cell.device,
                                                                                modes)]
     return (bool(record.get("chosen")) and record.get("host") == _host()
             and record.get("framework_version") == version
+            and record.get("source") == source_digest(cell.framework)
             and [(c["variant"], c["mode"]) for c in record.get("candidates", [])] == names)
 
 

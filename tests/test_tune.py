@@ -54,11 +54,14 @@ def test_a_kept_search_is_reused_only_while_it_still_applies() -> None:
     space = [{"variant": v.name, "mode": v.mode} for v in
              FRAMEWORKS["jax"].search_space("cpu", ("compiled",))]
     record = {"chosen": {"variant": "identical", "mode": "compiled"}, "host": tune._host(),
-              "framework_version": "0.10.2", "candidates": space}
+              "framework_version": "0.10.2", "candidates": space,
+              "source": tune.source_digest("jax")}
     assert tune.usable(record, CELL, ("compiled",), "0.10.2")
     assert not tune.usable(record, CELL, ("compiled",), "0.11.0")  # the framework changed
     assert not tune.usable({**record, "candidates": space[:-1]}, CELL, ("compiled",), "0.10.2")
     assert not tune.usable({**record, "host": {"cpu_model": "other"}}, CELL, ("compiled",),
                            "0.10.2")
     assert not tune.usable({**record, "chosen": None}, CELL, ("compiled",), "0.10.2")
+    assert not tune.usable({**record, "source": "an older backend"}, CELL, ("compiled",),
+                           "0.10.2")
     assert tune.group_key(CELL, ("compiled",)) != tune.group_key(CELL, None)
