@@ -50,15 +50,18 @@ def _selected_frameworks(posargs: list[str]) -> list[str]:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The whole benchmark: each framework's cells run in that framework's venv (the bench-<fw>
-    sessions' venvs), then one table and one HTML report. Options after `--`."""
+    sessions' venvs), then one table and one HTML report. Options after `--`; `-- tune
+    [options]` runs the tuned tier's search now."""
     session.install("-e", ".")
+    command = session.posargs[:1] if session.posargs[:1] == ["tune"] else []
+    args = session.posargs[len(command):]
     pythons: list[str] = []
-    if not {"-h", "--help"} & set(session.posargs):
-        for fw in _selected_frameworks(session.posargs):
+    if not {"-h", "--help"} & set(args):
+        for fw in _selected_frameworks(args):
             session.run(sys.executable, "-m", "nox", "-f", __file__, "-s", f"bench-{fw}",
                         "--install-only", external=True)
             pythons += ["--python", f"{fw}=.nox/bench-{fw}/bin/python"]
-    session.run("python", "-m", "harness", *pythons, *session.posargs)
+    session.run("python", "-m", "harness", *command, *pythons, *args)
 
 
 @nox.session

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -353,10 +354,10 @@ def tune_main(argv: list[str]) -> int:
     args = run_parser().parse_args(argv)
     args.tiers = ["tuned"]
     cells = [c for c in make_cells(args) if c.tier == "tuned" and c.repeat == 0]
-    run_dir = args.results_dir / "tuning" / "last"
-    cells, refused = _tune(args, cells, run_dir, dict(args.python), retune=True)
-    for path in sorted((run_dir / "tuning").glob("*.json")):
-        ui.print_search(read_json(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        cells, refused = _tune(args, cells, Path(tmp), dict(args.python), retune=True)
+        for path in sorted((Path(tmp) / "tuning").glob("*.json")):
+            ui.print_search(read_json(path))
     return 1 if refused else 0
 
 

@@ -38,6 +38,10 @@ CHECK_STEPS = 10
 # a wrong update (learning rate, epsilon, decay, batch-norm statistics) would break.
 LOSS_ATOL = {"mlp": 2e-5, "cnn": 2e-5, "resnet": 1e-2, "transformer": 1e-4, "lstm": 1e-4}
 FIRST_STEPS, FIRST_ATOL = 3, 5e-5
+# At its default batch (32) resnet's chaos starts at the second step: XLA's convolutions
+# against oneDNN's move the second loss by up to 9e-4 (TensorFlow, measured), the identical
+# algorithm in both. There only the first loss, before any update, is held to rounding.
+FIRST_STEPS_OF = {"resnet": 1}
 
 
 # Where an idiom differs from the identical algorithm by design, stated in its manifest (Keras's
@@ -63,7 +67,7 @@ def trajectory_check(workload: str, losses: list[float] | np.ndarray,
     got, want = np.asarray(losses, np.float64), np.asarray(reference, np.float64)
     n = min(len(got), len(want))
     diff = np.abs(got[:n] - want[:n])
-    first = float(diff[:FIRST_STEPS].max()) if n else float("inf")
+    first = float(diff[:FIRST_STEPS_OF.get(workload, FIRST_STEPS)].max()) if n else float("inf")
     worst = float(diff.max()) if n else float("inf")
     ok = bool(n == len(want) and n > 1 and np.isfinite(got[:n]).all())
     if by_design:
@@ -190,11 +194,12 @@ def _summarize(candidates: list[dict[str, Any]], times: dict[int, np.ndarray]) -
 
 
 def source_digest(framework: str) -> str:
-    """SHA-256 of the code a search measured: the framework's backend package and the model
-    core. Editing a variant, a tier or a layer makes the kept searches stale."""
+    """SHA-256 of the code a search measured and judged: the framework's backend package, the
+    model core and this module. Editing a variant, a tier, a layer or the check makes the kept
+    searches stale."""
     root = Path(__file__).parent
     files = sorted((root / "backends" / framework).glob("*.py")) + sorted(
-        (root / "model").rglob("*.py"))
+        (root / "model").rglob("*.py")) + [Path(__file__)]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())

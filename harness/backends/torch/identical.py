@@ -90,6 +90,7 @@ class OnDevice:
         now, first = dynamo_counts(), self._after_first_step
         out = {k: now[k] - self._built[k] for k in now}
         out["recompiles"] = now["unique_graphs"] - first["unique_graphs"] if first else 0
+        out["compiles"] = out["unique_graphs"]  # the name every backend reports
         return out
 
 
