@@ -122,8 +122,9 @@ BACKENDS: dict[str, BackendInfo] = {
         variants=(
             Variant("jit-no-donation", "compiled", "jax.jit without buffer donation (new "
                     "parameter and optimiser buffers every step)"),
-            Variant("jit-flat-adam", "compiled", "jax.jit with donation, Adam's moments "
-                    "under optax.flatten (one concatenated vector instead of one per parameter)"),
+            Variant("jit-flat-adam", "compiled", "jax.jit with donation, optax.adam under "
+                    "optax.flatten (one concatenated vector instead of one per parameter; "
+                    "AdamW: the moments only)"),
             Variant("nnx-functional", "compiled", "the idiomatic Flax NNX model and step as "
                     "Flax's performance guide advises: nnx.split once, jax.jit of a pure step "
                     "that merges and splits inside (no per-call graph traversal), state "

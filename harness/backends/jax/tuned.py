@@ -19,12 +19,14 @@ from harness.model import graph
 
 
 def flat_adam(spec: Spec) -> optax.GradientTransformation:
-    """optax.adam / optax.adamw's own chain with the moment estimation under optax.flatten: one
-    update on a single concatenated vector instead of one per parameter. The decay mask and
-    the learning rate stay per parameter (optax.masked needs a tree)."""
+    """optax.adam under optax.flatten: the whole update on a single concatenated vector instead
+    of one per parameter. With weight decay (AdamW), only the moment estimation is flattened:
+    the decay mask and the learning rate stay per parameter (optax.masked needs a tree)."""
     o = spec.optimizer
-    decay = (optax.add_decayed_weights(o.weight_decay, graph.group(spec.decay))
-             if o.weight_decay else optax.identity())
+    if not o.weight_decay:
+        return optax.flatten(optax.adam(learning_rate(spec), o.beta1, o.beta2, o.eps,
+                                        eps_root=0.0))
+    decay = optax.add_decayed_weights(o.weight_decay, graph.group(spec.decay))
     return optax.chain(optax.flatten(optax.scale_by_adam(o.beta1, o.beta2, o.eps)), decay,
                        optax.scale_by_learning_rate(learning_rate(spec)))
 
@@ -82,7 +84,9 @@ def build(spec: Spec, mode: str, device: str, precision: str, variant: str) -> A
     elif variant == "jit-flat-adam":
         trainer = JaxTrainer(spec, mode, device, precision, tx=flat_adam(spec))
         options = {"donate": True, "flatten": "optax.scale_by_adam"}
-        trainer.manifest["optimizer"] = f"{optimizer_name(spec)}, moments under optax.flatten"
+        trainer.manifest["optimizer"] = (
+            f"{optimizer_name(spec)} under optax.flatten" if not spec.optimizer.weight_decay
+            else f"{optimizer_name(spec)}, moments under optax.flatten")
     elif variant == "jit-no-donation":
         trainer = JaxTrainer(spec, mode, device, precision, donate=False)
         options = {"donate": False}
