@@ -78,7 +78,8 @@ def run_parser() -> argparse.ArgumentParser:
         prog="framebench",
         description="Benchmark identical models and training loops on PyTorch, TensorFlow and "
                     "JAX; write results/<run-id>/ and reports/<run-id>/index.html. "
-                    "`framebench report RUN` re-renders a report.")
+                    "`framebench report RUN` re-renders a report; `framebench tune [options]` "
+                    "runs the tuned tier's search now.")
     p.add_argument("--workloads", type=_names("workload", tuple(WORKLOADS)),
                    default=list(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)} "
                    "(default: all)")
