@@ -76,7 +76,13 @@ def test_ctrl_c_keeps_finished_cells(tmp_path: Path) -> None:
             return [python, "-c", "import time; time.sleep(3600)"]
         return [python, "-c", "pass"]
 
-    outcomes = runner.run_cells(quick, tmp_path, timeout_s=60, command=command)
+    # A shell starts background jobs with SIGINT ignored: install Python's own handler for the
+    # test, so it does not depend on the disposition it inherits.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        outcomes = runner.run_cells(quick, tmp_path, timeout_s=60, command=command)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert [o.status for o in outcomes] == ["failed", "failed", "interrupted"]
     assert len(outcomes) == 3  # the cell after the interrupt never started
     assert (tmp_path / "cells" / quick[0].id / "r0" / "outcome.json").exists()
