@@ -37,7 +37,22 @@ def implementation(spec: Spec) -> dict[str, str]:
     return {t.__name__: IMPLEMENTATION[t] for t in kinds if t in IMPLEMENTATION}
 
 
-class TensorFlowTrainer:
+class DevicePeak:
+    """The GPU allocator's peak, shared by every TensorFlow trainer (``self.device``)."""
+
+    device: str
+
+    def reset_device_peak(self) -> None:
+        if self.device != "/CPU:0":
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+    def device_peak_bytes(self) -> int | None:
+        if self.device == "/CPU:0":
+            return None
+        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
+
+class TensorFlowTrainer(DevicePeak):
     def __init__(self, spec: Spec, mode: str, device: str, precision: str,
                  tier: str = "identical", variant: str = "") -> None:
         self.spec = spec
@@ -161,15 +176,6 @@ class TensorFlowTrainer:
 
     def numpy(self, value: Any) -> np.ndarray:
         return value.numpy()
-
-    def reset_device_peak(self) -> None:
-        if self.device != "/CPU:0":
-            tf.config.experimental.reset_memory_stats("GPU:0")
-
-    def device_peak_bytes(self) -> int | None:
-        if self.device == "/CPU:0":
-            return None
-        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
 
     def weights(self) -> dict[str, np.ndarray]:
         return graph.ungroup({path: {k: v.numpy() for k, v in arrays.items()}

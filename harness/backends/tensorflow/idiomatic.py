@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras import ops
 
 from harness.backends import Spec
-from harness.backends.tensorflow.identical import device_name
+from harness.backends.tensorflow.identical import DevicePeak, device_name
 from harness.model import graph
 from harness.model import layers as L
 
@@ -256,7 +256,7 @@ class ModelBuilder:
         return y, children[3:]
 
 
-class KerasTrainer:
+class KerasTrainer(DevicePeak):
     min_sample_s = 0.1  # one fit call has a fixed setup of a few ms
 
     def __init__(self, spec: Spec, mode: str, device: str, precision: str) -> None:
@@ -366,15 +366,6 @@ class KerasTrainer:
 
     def compile_stats(self) -> dict[str, int]:
         return {"compiles": self.model.traces}
-
-    def reset_device_peak(self) -> None:
-        if self.device != "/CPU:0":
-            tf.config.experimental.reset_memory_stats("GPU:0")
-
-    def device_peak_bytes(self) -> int | None:
-        if self.device == "/CPU:0":
-            return None
-        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
 
     def weights(self) -> dict[str, Array]:
         return self._read(self.spec.params)
