@@ -69,3 +69,10 @@ def report(session: nox.Session) -> None:
     """Re-render the report of a run: `nox -s report -- [RUN]` (default: the newest run)."""
     session.install("-e", ".")
     session.run("python", "-m", "harness", "report", *session.posargs)
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """Compare two runs: `nox -s compare -- RUN_A RUN_B [--fail-on-regression]`."""
+    session.install("-e", ".")
+    session.run("python", "-m", "harness", "compare", *session.posargs)

@@ -2,7 +2,9 @@
 
 The runner starts ``pytest benchmarks/test_train_step.py --benchmark-json=...`` in a fresh
 process per cell, with the cell in $FRAMEBENCH_CELL; run without it, the test is not collected.
-Each sample is K training steps on device-resident batches followed by one sync.
+Each sample is K training steps on device-resident batches followed by one sync. In a run
+that times the frameworks in turns (``harness.turns``), each sample waits for this cell's turn
+(pytest-benchmark's untimed ``setup``) and hands the turn back after it (``teardown``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 from harness.backends import Unavailable
 from harness.cell import CELL_ENV, CellRun
 from harness.spec import Cell
+from harness.turns import Turns
 
 CELLS = [Cell.from_json(os.environ[CELL_ENV])] if CELL_ENV in os.environ else []
 
@@ -24,11 +27,15 @@ def test_train_step(benchmark, cell: Cell) -> None:
     try:
         run.prepare()
         k, rounds = run.calibrate()  # includes the warm-up, until the step time is stable
+        turns = Turns.from_env()
+        rounds = turns.agree(rounds)  # the same number of samples for every cell of a group
         benchmark.group = (f"{cell.workload}-{cell.size_name}-{cell.device}-b{cell.batch_size}"
                            f"-{cell.precision}")
         benchmark.extra_info.update(steps_per_sample=k, cell=cell.id, repeat=cell.repeat)
-        benchmark.pedantic(run.timed_sample, args=(k,), rounds=rounds, warmup_rounds=0,
-                           iterations=1)
+        benchmark.pedantic(run.timed_sample, args=(k,), rounds=rounds,
+                           warmup_rounds=turns.warmup_rounds, iterations=1, setup=turns.wait,
+                           teardown=turns.done)
+        turns.finish()
         run.finish(list(benchmark.stats.stats.data))
     except Unavailable as exc:
         run.crashed(exc)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from harness import results, tune
+from harness import results, runner, tune
 from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS, SELF_CHECK, TIERS
 from harness.data import DATASETS, data_shape
 from harness.measure import default_threads, device_memory_bytes, host_info, now_iso
@@ -141,6 +141,12 @@ def run_parser() -> argparse.ArgumentParser:
                    help="every tier and every mode (debugging modes included), and a fresh "
                    "tuning search instead of the kept one")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
+    p.add_argument("--timing", choices=("turns", "alone"), default="turns",
+                   help="turns (default): the cells that are compared (same tier, workload, size, "
+                   "device, batch, precision) are prepared one by one, then take their timed "
+                   "samples in rotation, so the machine's slow moments hit every framework "
+                   "alike and ratios come from paired samples; alone: each cell runs start to "
+                   "end on its own (the protocol before turns)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is "
                    "killed and recorded as failed (default: 900)")
     p.add_argument("--run-id", default=None, help="name of the run (default: a timestamp)")
@@ -208,6 +214,27 @@ def _check_fits(cells: list[Cell]) -> None:
                 f"{need / 2**30:.1f} GiB to train at batch {cell.batch_size}, more than the "
                 f"{available / 2**30:.1f} GiB free on {cell.device}; sizes that fit: "
                 f"{', '.join(fits) or 'none at this batch size'}")
+
+
+def timed_alone(cells: list[Cell], timing: str) -> dict[str, str]:
+    """{cell id: why} for the cells timed on their own instead of in turns: all of them with
+    --timing alone; on a GPU, the groups whose models do not fit in its memory at once."""
+    if timing == "alone":
+        return {c.id: "--timing alone" for c in cells}
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        key = runner.turn_key(cell)
+        if key is not None and cell.device != "cpu":
+            groups.setdefault(key, []).append(cell)
+    alone = {}
+    for group in groups.values():
+        free = device_memory_bytes(group[0].device)
+        need = sum(_train_bytes(c, c.size_name) for c in group)
+        if len(group) > 1 and free is not None and need > free:
+            alone.update({c.id: f"{group[0].device} memory cannot hold the {len(group)} models "
+                          f"of its comparison group at once (at least {need / 2**30:.1f} GiB, "
+                          f"{free / 2**30:.1f} GiB free): timed one after another" for c in group})
+    return alone
 
 
 def tier_modes(args: argparse.Namespace, fw: str, tier: str, device: str) -> tuple[str, ...]:
@@ -318,13 +345,15 @@ def run(argv: list[str]) -> int:
         workloads={w: WORKLOADS[w].description for w in args.workloads})
     meta.save(run_dir)
     pythons = dict(args.python)
-    meta.gemm_peak_flops_per_s = ui.measure_peaks(
-        {fw: pythons.get(fw, sys.executable) for fw in args.frameworks})
-    meta.peak_flops_per_s = max(meta.gemm_peak_flops_per_s.values())
+    meta.device_peaks = ui.measure_peaks(cells, pythons)
+    cpu = meta.device_peaks.get("cpu-fp32", {})  # the old single-peak fields, for old readers
+    meta.gemm_peak_flops_per_s = cpu.get("by_framework", {})
+    meta.peak_flops_per_s = cpu.get("flops_per_s")
     meta.save(run_dir)
 
     cells, refused = _tune(args, cells, run_dir, pythons, retune=args.full)
-    outcomes = ui.run_with_progress(cells, run_dir, pythons, args.timeout, refused)
+    outcomes = ui.run_with_progress(cells, run_dir, pythons, args.timeout, refused,
+                                    timed_alone(cells, args.timing))
     meta.ended = now_iso()
     meta.interrupted = any(o.status == "interrupted" for o in outcomes)
     meta.framework_info = {o.cell.framework: o.record.framework_info for o in outcomes
@@ -390,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "report":
         return report_main(argv[1:])
+    if argv and argv[0] == "compare":
+        from harness import compare
+
+        return compare.main(argv[1:])
     if argv and argv[0] == "tune":
         return tune_main(argv[1:])
     if argv and argv[0] == "run":

@@ -163,7 +163,8 @@ class CellRun:
         if c.train:
             with self.phase("train"):
                 self._train(batches, losses)
-            self._evaluate(dataset)
+            with self.phase("evaluate"):  # fixed-size batches; its peaks kept apart
+                self._evaluate(dataset)
         r.losses = losses
         self.steady = [trainer.put(x, y) for x, y in
                        _take(data.batches(dataset.x_train, dataset.y_train, c.batch_size,

@@ -129,6 +129,8 @@ class Outcome:
     status: str                        # ok | failed | skipped | interrupted
     reason: str | None = None
     wall_s: float = 0.0
+    timing: str = ""                   # turns | alone: <why> (harness.turns)
+    partners: list[str] = field(default_factory=list)  # cells timed in the same rotations
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -141,7 +143,8 @@ class Outcome:
 
 @dataclass
 class RunManifest:
-    """Run-wide facts (``run.json``): identity, command, host, the cells, GEMM peaks, versions."""
+    """Run-wide facts (``run.json``): identity, command, host, the cells, GEMM peaks per device and
+    precision, versions."""
 
     run_id: str = ""
     started: str | None = None
@@ -154,6 +157,14 @@ class RunManifest:
     precision: str = "fp32"
     tiers: list[str] = field(default_factory=list)
     workloads: dict[str, str] = field(default_factory=dict)      # name: description
+    # GEMM peaks for MFU, one per device and precision the cells use, measured pinned and
+    # configured like the cells (harness.backends.peak): "<device>-<precision>" (e.g.
+    # "cpu-fp32") -> {"flops_per_s": the best framework's, "by_framework": {fw: FLOP/s},
+    # "threads", "device_name" (CPU model or GPU name), "datasheet_flops_per_s" (or None), and
+    # the settings each framework read back}.
+    device_peaks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Before device_peaks (old runs): one float32 peak per framework, each on its default
+    # device, unpinned, and their maximum. New runs fill them with the "cpu-fp32" entry.
     gemm_peak_flops_per_s: dict[str, float] = field(default_factory=dict)
     peak_flops_per_s: float | None = None
     framework_info: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -51,6 +51,8 @@ CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "precision": ("string", "fp32 | tf32 | bf16 (settings read back are in `settings`)"),
     "status": ("string", "ok | failed | skipped | interrupted"),
     "reason": ("string", "why a cell failed or was skipped (error tail), else empty"),
+    "timing": ("string", "turns (timed in rotation with the cells it is compared with: "
+               "harness.turns) | alone: <why> (a debugging mode, the self-check, or no partner)"),
 }
 
 SCHEMA: dict[str, tuple[str, str]] = {
@@ -72,6 +74,11 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "param_count": ("Int64", "trainable parameters"),
     "items_per_step": ("Int64", "images, or tokens, per training step"),
     "train_step_flops": ("Int64", "analytic FLOPs of one training step (harness.flops)"),
+    "peak_flops_per_s": ("Float64", "GEMM peak of the cell's device at its precision, measured in "
+                         "this run pinned and configured like the cell (run.json device_peaks; "
+                         "a run from before: its one peak)"),
+    "datasheet_peak_flops_per_s": ("Float64", "the datasheet peak of the cell's GPU model at its "
+                                   "precision (harness.flops); empty on CPU or an unlisted GPU"),
     "import_s": ("Float64", "time to import the framework in a fresh process"),
     "build_s": ("Float64", "time to build the model, load weights and make the optimiser"),
     "first_step_s": ("Float64", "first training step, synced; includes tracing/compiling"),
@@ -100,7 +107,14 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "peak_rss_first_step_bytes": ("Int64", "VmHWM during the first step (compile)"),
     "peak_rss_train_bytes": ("Int64", "VmHWM during the training budget"),
     "peak_rss_steady_bytes": ("Int64", "VmHWM during warm-up and steady-state timing"),
-    "device_peak_bytes": ("Int64", "GPU allocator peak (torch/TF/JAX's own counter); empty on CPU"),
+    "peak_rss_evaluate_bytes": ("Int64", "VmHWM during the test-set evaluation (fixed-size "
+                                "batches)"),
+    "device_peak_bytes": ("Int64", "GPU allocator peak (torch/TF/JAX's own counter), the largest "
+                          "of the training phases (build, first step, training budget, steady "
+                          "state; not the evaluation); empty on CPU. JAX cannot reset its "
+                          "peak: a phase counts only where it raised the process's peak"),
+    "device_peak_evaluate_bytes": ("Int64", "GPU allocator peak during the test-set evaluation; "
+                                   "empty on CPU (JAX: empty unless it raised the peak)"),
     "nvml_process_bytes": ("Int64", "GPU memory NVML attributes to the process; empty on CPU"),
     "sync_ok": ("boolean", "the sync check: sync waited for the work"),
     "machine_probe_s": ("Float64", "slowest CPU's time for the fixed machine probe, just before "
@@ -127,7 +141,8 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "warmup_steps": ("Int64", "median warm-up length in steps"),
     "break_even_step": ("Float64", "step after which this mode's total time beats eager's"),
     "peak_rss_bytes": ("Int64", "largest VmHWM of any process"),
-    "device_peak_bytes": ("Int64", "largest GPU allocator peak of any process"),
+    "device_peak_bytes": ("Int64", "largest GPU allocator peak of any process over the "
+                          "training phases (the evaluation apart)"),
     "test_accuracy": ("Float64", "accuracy after the training budget (repeat 0)"),
     "test_perplexity": ("Float64", "language models: test perplexity after the budget"),
     "target_met": ("boolean", "the workload's quality target was reached (repeat 0)"),
@@ -135,8 +150,13 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "param_count": ("Int64", "trainable parameters"),
     "train_step_flops": ("Int64", "analytic FLOPs per training step"),
     "achieved_flops_per_s": ("Float64", "train_step_flops / step_median_s"),
-    "mfu": ("Float64", "achieved_flops_per_s / the GEMM peak measured in this run"),
-    "mfu_datasheet": ("Float64", "achieved_flops_per_s / the GPU's datasheet peak (cuda cells)"),
+    "peak_flops_per_s": ("Float64", "the peak mfu divides by: the GEMM peak of the cell's "
+                         "device at its precision, measured in this run pinned like the cell"),
+    "mfu": ("Float64", "achieved_flops_per_s / peak_flops_per_s (the cell's own device and "
+            "precision)"),
+    "mfu_datasheet": ("Float64", "achieved_flops_per_s / the datasheet peak of the cell's GPU "
+                      "model at its precision (cuda cells; empty for a model harness.flops does "
+                      "not list)"),
     "overhead_fraction": ("Float64", "the no-op cell's harness cost per sample / this sample"),
     "sync_ok": ("boolean", "every process passed the sync check"),
     "graph_breaks": ("Int64", "most graph breaks of any process (torch.compile)"),
@@ -152,10 +172,24 @@ RATIO_SCHEMA: dict[str, tuple[str, str]] = {
     "batch_size": ("Int64", ""),
     "precision": ("string", ""),
     "a": ("string", "cell id of the numerator"), "b": ("string", "cell id of the denominator"),
-    "ratio": ("Float64", "median step time of a / of b (below 1: a is faster)"),
-    "ci_low": ("Float64", "95% bootstrap CI of the ratio, low end"),
-    "ci_high": ("Float64", "95% bootstrap CI of the ratio, high end"),
-    "verdict": ("string", "faster | slower | no significant difference (CI holds 1, or in 1+-3%)"),
+    "ratio": ("Float64", "time per step of a / of b (below 1: a is faster); paired: the median "
+              "of the per-rotation ratios, else the ratio of the medians"),
+    "ci_low": ("Float64", "bootstrap CI of the ratio at `level`, low end (paired: processes, "
+               "then blocks of consecutive rotations resampled)"),
+    "ci_high": ("Float64", "bootstrap CI of the ratio at `level`, high end"),
+    "level": ("Float64", "the CI's confidence level: 1 - 0.05/m, Bonferroni-corrected for the "
+              "m verdicts of the run"),
+    "verdict": ("string", "faster | slower (a against b: the CI lies wholly below 0.97 / above "
+                "1.03) | equivalent (wholly inside 0.97-1.03) | inconclusive"),
+    "settle_repeats": ("Int64", "inconclusive: about how many repeats (--repeats) would likely "
+                       "settle it; empty if more than 100, or the ratio sits on the band's edge"),
+    "paired": ("boolean", "a and b were timed in turns: the ratio comes from paired samples"),
+    "timing": ("string", "turns, or why the two were timed apart (the cells' `timing`)"),
+    "n_pairs": ("Int64", "paired samples (rotations) over all processes"),
+    "unpaired_ratio": ("Float64", "ratio of the two cells' medians, each cell resampled on its "
+                       "own (the statistic of cells timed apart), for comparison"),
+    "unpaired_ci_low": ("Float64", "its CI at the same level, low end"),
+    "unpaired_ci_high": ("Float64", "its CI at the same level, high end"),
 }
 SPEEDUP_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run"),
@@ -165,8 +199,13 @@ SPEEDUP_SCHEMA: dict[str, tuple[str, str]] = {
     "tuned": ("string", "cell id of the tuned cell"),
     "variant": ("string", "the variant the tuned cell runs"),
     "speedup": ("Float64", "idiomatic median step time / tuned (above 1: tuning pays)"),
-    "ci_low": ("Float64", "95% bootstrap CI of the speed-up, low end"),
-    "ci_high": ("Float64", "95% bootstrap CI of the speed-up, high end"),
+    "ci_low": ("Float64", "bootstrap CI of the speed-up at `level`, low end (the two cells "
+               "are timed apart: resampled independently)"),
+    "ci_high": ("Float64", "bootstrap CI of the speed-up at `level`, high end"),
+    "level": ("Float64", "the CI's confidence level (Bonferroni-corrected, as in ratios)"),
+    "verdict": ("string", "the tuned cell against the idiomatic one: faster | slower | "
+                "equivalent | inconclusive"),
+    "settle_repeats": ("Int64", "inconclusive: about how many repeats would settle it"),
 }
 TUNING_SCHEMA: dict[str, tuple[str, str]] = {
     "framework": ("string", ""), "workload": ("string", ""), "size": ("string", ""),
@@ -194,13 +233,15 @@ LOSSES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "st
                  "loss": "Float64"}
 SAMPLES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "sample": "Int64",
                   "step_s": "Float64"}
-PHASES = ("import", "build", "first_step", "train", "steady")
+PHASES = ("import", "build", "first_step", "train", "evaluate", "steady")
+TRAINING_PHASES = ("build", "first_step", "train", "steady")  # device_peak_bytes: evaluation apart
 COMPARISON_KEYS = ["tier", "workload", "size", "device", "batch_size", "precision"]
 
 
 def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Build the per-process table, losses and samples from a run directory's raw files."""
-    run_id = RunManifest.read(run_dir).run_id
+    run = RunManifest.read(run_dir)
+    run_id = run.run_id
     rows, losses, samples = [], [], []
     for proc_dir in sorted((run_dir / "cells").glob("*/r*/")):
         outcome = Outcome.read(proc_dir / "outcome.json")
@@ -210,7 +251,9 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         cell = Cell.from_json(json.dumps(read_json(proc_dir / "cell_spec.json")))
         cell_id, repeat = proc_dir.parent.name, int(proc_dir.name[1:])
         step_samples = record.step_samples_s
-        device_peaks = [v for v in record.phase_device_peak_bytes.values() if v]
+        device_peaks = [v for p, v in record.phase_device_peak_bytes.items()
+                        if v and p in TRAINING_PHASES]
+        peak, sheet = cell_peaks(run, cell.device, cell.precision)
         fields = asdict(record)
         row = {k: fields.get(k) for k in SCHEMA}
         row.update({k: getattr(cell, k) for k in ("workload", "framework", "tier", "mode",
@@ -218,6 +261,7 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         counters = record.compile_stats
         row.update(
             run_id=run_id, cell_id=cell_id, repeat=repeat, status=outcome.status,
+            timing=outcome.timing or None,
             reason=outcome.reason, wall_s=outcome.wall_s,
             size=cell.size_name, dataset=record.dataset or cell.dataset_name,
             framework_version=record.framework_info.get("framework_version"),
@@ -235,6 +279,8 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             sync_ok=record.sync_check.get("ok"),
             machine_probe_s=record.slowest_probe_s,
             device_peak_bytes=max(device_peaks) if device_peaks else None,
+            device_peak_evaluate_bytes=record.phase_device_peak_bytes.get("evaluate"),
+            peak_flops_per_s=peak, datasheet_peak_flops_per_s=sheet,
             **{f"peak_rss_{p}_bytes": record.phase_peak_rss_bytes.get(p) for p in PHASES})
         if step_samples:
             q1, med, q3 = np.percentile(step_samples, [25, 50, 75])
@@ -246,6 +292,20 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return (_frame(rows, SCHEMA), _frame(losses, LOSSES_SCHEMA), _frame(samples, SAMPLES_SCHEMA))
 
 
+def cell_peaks(run: RunManifest, device: str,
+               precision: str) -> tuple[float | None, float | None]:
+    """The peaks a cell's MFU is computed against: the GEMM peak of its device at its precision
+    measured in this run pinned like the cell (``run.device_peaks``), and that device's
+    datasheet peak. A run from before device peaks: its one peak (measured on each framework's
+    default device) and the datasheet figure of its first GPU, for every cell, as it was."""
+    if run.device_peaks:
+        entry = run.device_peaks.get(f"{device}-{precision}") or {}
+        return entry.get("flops_per_s"), entry.get("datasheet_flops_per_s")
+    gpus = run.host.get("gpus") or [{}]
+    sheet = datasheet_peak(gpus[0].get("name"), precision) if device == "cuda" else None
+    return run.peak_flops_per_s, sheet
+
+
 def sample_groups(samples: pd.DataFrame) -> dict[str, list[np.ndarray]]:
     """{cell_id: [step times of each process]}: the input of every statistic."""
     return {cid: [g["step_s"].to_numpy() for _, g in s.groupby("repeat")]
@@ -253,8 +313,14 @@ def sample_groups(samples: pd.DataFrame) -> dict[str, list[np.ndarray]]:
 
 
 def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
-              peak_flops: float | None, gpu_name: str | None = None) -> pd.DataFrame:
-    """One row per cell: statistics over all samples of all its processes."""
+              peak_flops: float | None = None, gpu_name: str | None = None) -> pd.DataFrame:
+    """One row per cell: statistics over all samples of all its processes. MFU divides by the
+    peak of the cell's own device and precision, which each row of the table carries
+    (``peak_flops_per_s``, ``datasheet_peak_flops_per_s``: ``collect`` fills them from the run's
+    device peaks). ``peak_flops`` and ``gpu_name`` serve only a table whose rows carry no peak
+    at all (made before device peaks): one peak for every cell, the GPU's datasheet for cuda."""
+    legacy = table["peak_flops_per_s"].isna().all() and table[
+        "datasheet_peak_flops_per_s"].isna().all()
     noop = table[(table["framework"] == SELF_CHECK) & (table["status"] == "ok")]
     noop_step = float(noop["step_median_s"].median()) if len(noop) else None
     noop_sample = float(noop["sync_overhead_s"].median()) if len(noop) else None
@@ -268,6 +334,8 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
         bad = procs[procs["status"] != "ok"]
         row["reason"] = bad["reason"].iloc[0] if len(bad) else None
         row["n_processes"] = len(ok)
+        row["timing"] = procs["timing"].dropna().iloc[0] if procs["timing"].notna().any() \
+            else None
         cold = procs[procs["repeat"] == 0]
         row["first_step_cold_s"] = cold["first_step_s"].iloc[0] if len(cold) else None
         warm = procs[procs["repeat"] > 0]["first_step_s"].dropna()
@@ -299,9 +367,13 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
                 row["items_per_s"] = items.iloc[0] / med
             if pd.notna(row["train_step_flops"]) and first["framework"] != SELF_CHECK:
                 row["achieved_flops_per_s"] = row["train_step_flops"] / med
-                if peak_flops:
-                    row["mfu"] = row["achieved_flops_per_s"] / peak_flops
-                sheet = datasheet_peak(gpu_name, first["precision"])
+                peak, sheet = _first(procs["peak_flops_per_s"]), _first(
+                    procs["datasheet_peak_flops_per_s"])
+                if legacy:
+                    peak, sheet = peak_flops, datasheet_peak(gpu_name, first["precision"])
+                if peak:
+                    row["peak_flops_per_s"] = peak
+                    row["mfu"] = row["achieved_flops_per_s"] / peak
                 if first["device"] == "cuda" and sheet:
                     row["mfu_datasheet"] = row["achieved_flops_per_s"] / sheet
             if noop_step is not None and first["framework"] != SELF_CHECK:
@@ -330,38 +402,96 @@ def _relate(summary: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def ratios(summary: pd.DataFrame, groups: dict[str, list[np.ndarray]]) -> pd.DataFrame:
+def ratios(summary: pd.DataFrame, table: pd.DataFrame, samples: pd.DataFrame,
+           comparisons: int) -> pd.DataFrame:
     """Every pair of finished cells of different frameworks within one comparison group (one
-    tier), debugging modes left out."""
-    done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()
-                   & (summary["debug_mode"] != True)]  # noqa: E712
+    tier), debugging modes left out. Where both were timed in turns, the ratio comes from the
+    pairs of samples taken in the same rotations."""
+    level = stats.corrected_level(comparisons)
+    by_process = process_samples(samples)
+    turns = set(table.loc[table["timing"] == "turns", ["cell_id", "repeat"]]
+                .itertuples(index=False, name=None))
     rows = []
-    for key, group in done.groupby(COMPARISON_KEYS, sort=False):
-        for (_, a), (_, b) in combinations(group.iterrows(), 2):
-            if a["framework"] == b["framework"]:
-                continue
-            r, lo, hi = stats.ratio_ci(groups[a["cell_id"]], groups[b["cell_id"]])
-            rows.append({"run_id": a["run_id"], **dict(zip(COMPARISON_KEYS, key)),
-                         "a": a["cell_id"], "b": b["cell_id"], "ratio": r, "ci_low": lo,
-                         "ci_high": hi, "verdict": stats.label(lo, hi)})
+    for key, a, b in _framework_pairs(summary):
+        pooled_a, pooled_b = _groups(by_process, a), _groups(by_process, b)
+        paired = [by_process[a, r][:n] / by_process[b, r][:n]
+                  for (cid, r) in sorted(by_process) if cid == a and (a, r) in turns
+                  and (b, r) in turns and (b, r) in by_process
+                  for n in [min(len(by_process[a, r]), len(by_process[b, r]))]]
+        u, ulo, uhi = stats.ratio_ci(pooled_a, pooled_b, level)
+        r, lo, hi = stats.paired_ratio_ci(paired, level) if paired else (u, ulo, uhi)
+        verdict = stats.verdict(lo, hi)
+        repeats = len(paired) if paired else min(len(pooled_a), len(pooled_b))
+        rows.append({"run_id": summary["run_id"].iloc[0], **dict(zip(COMPARISON_KEYS, key)),
+                     "a": a, "b": b, "ratio": r, "ci_low": lo, "ci_high": hi, "level": level,
+                     "verdict": verdict,
+                     "settle_repeats": stats.settle_repeats(r, lo, hi, repeats)
+                     if verdict == "inconclusive" else None,
+                     "paired": bool(paired), "n_pairs": sum(map(len, paired)) or None,
+                     "timing": "turns" if paired else "; ".join(sorted(set(
+                         table.loc[table["cell_id"].isin([a, b]), "timing"].dropna()))) or None,
+                     "unpaired_ratio": u, "unpaired_ci_low": ulo, "unpaired_ci_high": uhi})
     return _frame(rows, RATIO_SCHEMA)
 
 
-def speedups(summary: pd.DataFrame, groups: dict[str, list[np.ndarray]]) -> pd.DataFrame:
-    """Each framework's tuned cell against each of its idiomatic cells (same workload, size,
-    device, batch, precision): idiomatic step time / tuned, with a CI."""
+def _framework_pairs(summary: pd.DataFrame) -> list[tuple[tuple, str, str]]:
+    """(comparison key, cell a, cell b) for every pair of finished cells of different
+    frameworks in one comparison group, debugging modes left out."""
+    done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()
+                   & (summary["debug_mode"] != True)]  # noqa: E712
+    return [(key, a["cell_id"], b["cell_id"])
+            for key, group in done.groupby(COMPARISON_KEYS, sort=False)
+            for (_, a), (_, b) in combinations(group.iterrows(), 2)
+            if a["framework"] != b["framework"]]
+
+
+def _tier_pairs(summary: pd.DataFrame) -> list[tuple[tuple, Any, Any]]:
+    """(key, idiomatic cell, tuned cell) of each framework (same workload, size, device,
+    batch, precision)."""
     done = summary[summary["step_median_s"].notna()]
     keys = [k for k in COMPARISON_KEYS if k != "tier"] + ["framework"]
+    return [(key, idiom, tuned) for key, group in done.groupby(keys, sort=False)
+            for _, tuned in group[group["tier"] == "tuned"].iterrows()
+            for _, idiom in group[group["tier"] == "idiomatic"].iterrows()]
+
+
+def speedups(summary: pd.DataFrame, samples: pd.DataFrame, comparisons: int) -> pd.DataFrame:
+    """Each framework's tuned cell against each of its idiomatic cells (same workload, size,
+    device, batch, precision): idiomatic step time / tuned, with a CI (timed apart: each cell
+    resampled on its own) and the tuned cell's verdict against the idiomatic one."""
+    level = stats.corrected_level(comparisons)
+    by_process = process_samples(samples)
+    keys = [k for k in COMPARISON_KEYS if k != "tier"] + ["framework"]
     rows = []
-    for key, group in done.groupby(keys, sort=False):
-        for _, tuned in group[group["tier"] == "tuned"].iterrows():
-            for _, idiom in group[group["tier"] == "idiomatic"].iterrows():
-                r, lo, hi = stats.ratio_ci(groups[idiom["cell_id"]], groups[tuned["cell_id"]])
-                rows.append({"run_id": tuned["run_id"], **dict(zip(keys, key)),
-                             "idiomatic": idiom["cell_id"], "tuned": tuned["cell_id"],
-                             "variant": tuned["variant"], "speedup": r, "ci_low": lo,
-                             "ci_high": hi})
+    for key, idiom, tuned in _tier_pairs(summary):
+        a, b = _groups(by_process, idiom["cell_id"]), _groups(by_process, tuned["cell_id"])
+        r, lo, hi = stats.ratio_ci(a, b, level)
+        verdict = stats.verdict(1 / hi, 1 / lo)
+        rows.append({"run_id": tuned["run_id"], **dict(zip(keys, key)),
+                     "idiomatic": idiom["cell_id"], "tuned": tuned["cell_id"],
+                     "variant": tuned["variant"], "speedup": r, "ci_low": lo, "ci_high": hi,
+                     "level": level, "verdict": verdict,
+                     "settle_repeats": stats.settle_repeats(1 / r, 1 / hi, 1 / lo,
+                                                            min(len(a), len(b)))
+                     if verdict == "inconclusive" else None})
     return _frame(rows, SPEEDUP_SCHEMA)
+
+
+def process_samples(samples: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:
+    """{(cell_id, repeat): step times in sample order}. In a run timed in turns, sample i of
+    every cell of a comparison group (same repeat) was taken in rotation i."""
+    return {(cid, int(r)): g.sort_values("sample")["step_s"].to_numpy(dtype=float)
+            for (cid, r), g in samples.groupby(["cell_id", "repeat"])}
+
+
+def _groups(by_process: dict[tuple[str, int], np.ndarray], cell_id: str) -> list[np.ndarray]:
+    return [v for (cid, _), v in sorted(by_process.items()) if cid == cell_id]
+
+
+def comparison_count(summary: pd.DataFrame) -> int:
+    """m, the verdicts a run's report states: between-framework ratios and tuned-vs-idiomatic
+    speed-ups (the Bonferroni correction's denominator)."""
+    return len(_framework_pairs(summary)) + len(_tier_pairs(summary))
 
 
 def tuning(run_dir: Path) -> pd.DataFrame:
@@ -385,6 +515,12 @@ def tuning(run_dir: Path) -> pd.DataFrame:
                 "compile_stats": json.dumps(c["compile_stats"]) if c.get("compile_stats")
                 else None})
     return _frame(rows, TUNING_SCHEMA)
+
+
+def _first(values: pd.Series) -> Any:
+    """The first non-missing value, or None."""
+    values = values.dropna()
+    return values.iloc[0] if len(values) else None
 
 
 def _worst(statuses: pd.Series) -> str:
@@ -425,8 +561,10 @@ def write(run_dir: Path) -> dict[str, pd.DataFrame]:
     gpus = run.host.get("gpus") or [{}]
     groups = sample_groups(samples)
     summary = summarize(table, groups, run.peak_flops_per_s, gpus[0].get("name"))
-    tables = {"results": table, "summary": summary, "ratios": ratios(summary, groups),
-              "speedups": speedups(summary, groups), "tuning": tuning(run_dir),
+    m = comparison_count(summary)
+    tables = {"results": table, "summary": summary,
+              "ratios": ratios(summary, table, samples, m),
+              "speedups": speedups(summary, samples, m), "tuning": tuning(run_dir),
               "losses": losses, "samples": samples}
     for name, df in tables.items():
         df.to_parquet(run_dir / f"{name}.parquet", index=False)

@@ -1,7 +1,13 @@
 """Runs each benchmark cell in a fresh Python process with a timeout.
 
+Cells that will be compared (same tier, workload, size, device, batch, precision and repeat;
+debugging modes and the self-check apart) are timed *in turns* (``harness.turns``): their
+processes are prepared one after another, then take their timed samples in rotation. A cell
+with nothing to pair with, or one the caller asks to time alone, runs start to end on its own.
+
 A cell that raises, crashes or hangs is recorded as failed with the tail of its log and the run
-goes on; a framework missing from the interpreter that would run it is recorded as skipped.
+goes on (its partners finish their turns without it); a framework missing from the interpreter
+that would run it is recorded as skipped.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.backends import BACKENDS
+from harness import turns
+from harness.backends import BACKENDS, SELF_CHECK
 from harness.cell import CELL_ENV, OUT_ENV
 from harness.measure import clock
 from harness.record import CellRecord
@@ -35,6 +43,8 @@ class Outcome:
     reason: str | None = None
     wall_s: float = 0.0
     record: CellRecord = field(default_factory=CellRecord)
+    timing: str = ""                 # turns | alone: <why>
+    partners: list[str] = field(default_factory=list)  # the cells timed in the same rotations
 
 
 Command = Callable[[Cell, Path, str], list[str]]
@@ -101,78 +111,217 @@ def framework_version(python: str, import_name: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def turn_key(cell: Cell) -> tuple | None:
+    """Cells with the same key are compared, so they are timed in turns; None: timed alone."""
+    info = BACKENDS.get(cell.framework)
+    if cell.framework == SELF_CHECK or info is None or cell.mode in info.debug_modes:
+        return None
+    return (cell.repeat, cell.tier, cell.workload, cell.size_name, cell.device, cell.batch_size,
+            cell.precision)
+
+
 def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | None = None,
               timeout_s: float = 900.0, command: Command = cell_command,
               on_start: Callable[[Cell], None] | None = None,
               on_done: Callable[[Outcome], None] | None = None,
-              refused: dict[str, str] | None = None) -> list[Outcome]:
-    """Run cells one after another, each in a fresh process. On Ctrl-C the running cell is
-    stopped and marked interrupted, and the outcomes so far are returned (the caller then writes
-    what was measured). Compile caches live in run_dir/cache and are removed at the end.
-    A cell in ``refused`` (cell id: reason, e.g. its tuning search failed) is recorded as
-    failed with that reason without running."""
-    pythons, refused = pythons or {}, refused or {}
+              refused: dict[str, str] | None = None,
+              alone: dict[str, str] | None = None) -> list[Outcome]:
+    """Run cells in their order, each in a fresh process; the cells of one comparison group
+    (``turn_key``) are run together, in turns, when the first of them comes up. On Ctrl-C the
+    running cells are stopped and marked interrupted, and the outcomes so far are returned (the
+    caller then writes what was measured). Compile caches live in run_dir/cache and are removed
+    at the end. A cell in ``refused`` (cell id: reason, e.g. its tuning search failed) is
+    recorded as failed with that reason without running; a cell in ``alone`` (cell id: why) is
+    timed on its own, and the reason is recorded."""
+    pythons, refused, alone = pythons or {}, refused or {}, alone or {}
     run_dir = run_dir.resolve()  # cell processes run from the checkout, not from here
     available: dict[str, bool] = {}
-    outcomes: list[Outcome] = []
+    groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
+        key = turn_key(cell)
+        if key is not None and cell.id not in alone:
+            groups.setdefault(key, []).append(cell)
+    outcomes: list[Outcome] = []
+    started: set[tuple[str, int]] = set()
+
+    def finish(outcome: Outcome) -> None:
+        out_dir = run_dir / "cells" / outcome.cell.id / f"r{outcome.cell.repeat}"
+        OutcomeFile(outcome.status, outcome.reason, outcome.wall_s, outcome.timing,
+                    outcome.partners).save(out_dir / "outcome.json")
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+
+    def launchable(cell: Cell) -> bool:
+        """Prepare the cell's folder; record it at once if it cannot or must not run."""
+        started.add((cell.id, cell.repeat))
         python = pythons.get(cell.framework, sys.executable)
         out_dir = run_dir / "cells" / cell.id / f"r{cell.repeat}"
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "cell_spec.json").write_text(cell.to_json())
-        if on_start:
-            on_start(cell)
         key = f"{python}:{cell.framework}"
-        try:
-            if key not in available:
-                available[key] = framework_available(python, BACKENDS[cell.framework].import_name)
-            if not available[key]:
-                outcome = Outcome(cell, "skipped", f"{cell.framework} is not installed for "
-                                  f"{python}: {BACKENDS[cell.framework].install_hint}")
-            elif cell.id in refused:
-                outcome = Outcome(cell, "failed", refused[cell.id])
-            else:
-                cache = run_dir / "cache" / cell.id
-                if cell.repeat == 0:
-                    shutil.rmtree(cache, ignore_errors=True)
-                outcome = _run_one(cell, out_dir, python, timeout_s, command, cache)
-        except KeyboardInterrupt:
-            outcome = Outcome(cell, "interrupted", "interrupted (Ctrl-C)")
-        OutcomeFile(outcome.status, outcome.reason, outcome.wall_s).save(out_dir / "outcome.json")
-        outcomes.append(outcome)
-        if on_done:
-            on_done(outcome)
-        if outcome.status == "interrupted":
+        if key not in available:
+            available[key] = framework_available(python, BACKENDS[cell.framework].import_name)
+        if not available[key]:
+            if on_start:
+                on_start(cell)
+            finish(Outcome(cell, "skipped", f"{cell.framework} is not installed for {python}: "
+                           f"{BACKENDS[cell.framework].install_hint}"))
+            return False
+        if cell.id in refused:
+            if on_start:
+                on_start(cell)
+            finish(Outcome(cell, "failed", refused[cell.id]))
+            return False
+        if cell.repeat == 0:
+            shutil.rmtree(run_dir / "cache" / cell.id, ignore_errors=True)
+        return True
+
+    for cell in cells:
+        if (cell.id, cell.repeat) in started:
+            continue
+        members = groups.get(turn_key(cell), []) if cell.id not in alone else []
+        live = [c for c in (members or [cell]) if launchable(c)]
+        if len(live) > 1:
+            _run_turns(live, run_dir, pythons, timeout_s, command, on_start, finish)
+        elif live:
+            why = alone.get(cell.id) or ("debugging mode or self-check: not compared"
+                                         if turn_key(cell) is None
+                                         else "no other cell of its comparison group ran")
+            if on_start:
+                on_start(live[0])
+            proc = _Process(live[0], run_dir, pythons, command, turn=False)
+            finish(replace(proc.wait(timeout_s), timing=f"alone: {why}"))
+        if any(o.status == "interrupted" for o in outcomes):
             break
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
     return outcomes
 
 
-def _run_one(cell: Cell, out_dir: Path, python: str, timeout_s: float,
-             command: Command, cache: Path) -> Outcome:
-    log_path = out_dir / "log.txt"
-    t0 = clock()
-    status = reason = None
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command(cell, out_dir, python), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=cell_env(cell, out_dir, cache), cwd=ROOT,
-                                start_new_session=True)  # Ctrl-C reaches us, not the cell
+class _Process:
+    """One cell process: started at once, with a turn channel if it is timed in turns."""
+
+    def __init__(self, cell: Cell, run_dir: Path, pythons: dict[str, str], command: Command,
+                 turn: bool) -> None:
+        self.cell = cell
+        self.out_dir = run_dir / "cells" / cell.id / f"r{cell.repeat}"
+        self.log_path = self.out_dir / "log.txt"
+        python = pythons.get(cell.framework, sys.executable)
+        env = cell_env(cell, self.out_dir, run_dir / "cache" / cell.id)
+        self.channel: turns.Channel | None = None
+        child_fds: tuple[int, ...] = ()
+        if turn:
+            to_cell, from_cell = os.pipe(), os.pipe()
+            child_fds = (to_cell[0], from_cell[1])
+            env[turns.TURNS_ENV] = f"{to_cell[0]},{from_cell[1]}"
+            self.channel = turns.Channel(from_cell[0], to_cell[1])
+        self.t0 = clock()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(command(cell, self.out_dir, python), stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, cwd=ROOT, pass_fds=child_fds,
+                                         start_new_session=True)  # Ctrl-C reaches us only
+        for fd in child_fds:
+            os.close(fd)
+        self.rounds = 0
+
+    def wait(self, timeout_s: float, status: str | None = None,
+             reason: str | None = None) -> Outcome:
+        """Wait for the process to exit (killing it on timeout or Ctrl-C) and judge it; a
+        status given (e.g. failed: it hung in a turn) kills it at once."""
+        rc = None
+        if status is None:
+            try:
+                rc = self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                status, reason = "failed", f"timed out after {timeout_s:g} s"
+            except KeyboardInterrupt:
+                status, reason = "interrupted", "interrupted (Ctrl-C)"
+        if status is not None:
+            self.kill()
+        if self.channel is not None:
+            self.channel.close()
+        wall = clock() - self.t0
+        record = CellRecord.read(self.out_dir / "cell.json")
+        if status is None:
+            status, reason = _judge(rc, record)
+        if status == "failed":
+            reason = f"{reason}\n--- log tail ---\n{_tail(self.log_path)}"
+        return Outcome(self.cell, status, reason, wall, record)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def ask(self, words: tuple[object, ...], timeout_s: float) -> list[str] | None:
+        """Send a message (if any) and wait for the reply; None if the process has gone."""
         try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            rc, status, reason = None, "failed", f"timed out after {timeout_s:g} s"
-        except KeyboardInterrupt:
-            _kill(proc)
-            rc, status, reason = None, "interrupted", "interrupted (Ctrl-C)"
-    wall = clock() - t0
-    record = CellRecord.read(out_dir / "cell.json")
-    if status is None:
-        status, reason = _judge(rc, record)
-    if status == "failed":
-        reason = f"{reason}\n--- log tail ---\n{_tail(log_path)}"
-    return Outcome(cell, status, reason, wall, record)
+            if words:
+                self.channel.send(*words)
+            return self.channel.expect(timeout_s)
+        except OSError:  # it closed its end: it exited
+            return None
+
+
+def _run_turns(cells: list[Cell], run_dir: Path, pythons: dict[str, str], timeout_s: float,
+               command: Command, on_start: Callable[[Cell], None] | None,
+               finish: Callable[[Outcome], None]) -> list[Outcome]:
+    """Prepare each cell's process alone, then give them their timed samples in rotation, then
+    let each run its checks and exit alone. A process that fails drops out; the rest go on."""
+    done: list[Outcome] = []
+    ready: list[_Process] = []
+
+    def drop(p: _Process, outcome: Outcome, partners: list[str] | None = None) -> None:
+        if p in ready:
+            ready.remove(p)
+        outcome = replace(outcome, timing="turns", partners=partners or [])
+        done.append(outcome)
+        finish(outcome)
+
+    current: _Process | None = None
+    try:
+        for cell in cells:
+            if on_start:
+                on_start(cell)
+            current = p = _Process(cell, run_dir, pythons, command, turn=True)
+            try:
+                message = p.ask((), timeout_s)
+            except TimeoutError:
+                drop(p, p.wait(timeout_s, "failed", f"timed out after {timeout_s:g} s"))
+                continue
+            if message is None or message[0] != "ready":
+                drop(p, p.wait(timeout_s))
+                continue
+            p.rounds = int(message[1])
+            ready.append(p)
+        rounds = max((p.rounds for p in ready), default=0)
+        partners = [p.cell.id for p in ready]
+        for p in list(ready):
+            with contextlib.suppress(OSError):  # gone already: its first turn finds out
+                p.channel.send("rounds", rounds)
+        for i in range(turns.WARMUP_ROTATIONS + rounds):
+            for p in list(ready if i % 2 == 0 else reversed(ready)):
+                time.sleep(turns.SETTLE_S)
+                current = p
+                try:
+                    message = p.ask(("go",), timeout_s)
+                except TimeoutError:
+                    drop(p, p.wait(timeout_s, "failed", f"a timed sample took more than "
+                                   f"{timeout_s:g} s (timed in turns)"))
+                    continue
+                if message is None:
+                    drop(p, p.wait(timeout_s))
+        for p in list(ready):
+            current = p
+            with contextlib.suppress(OSError):  # gone already: wait() judges it
+                p.channel.send("finish")
+            drop(p, p.wait(timeout_s), partners)
+    except KeyboardInterrupt:
+        for p in [*ready, *([current] if current and current not in ready else [])]:
+            if not any(o.cell == p.cell for o in done):
+                drop(p, p.wait(timeout_s, "interrupted", "interrupted (Ctrl-C)"))
+    return done
 
 
 def _judge(rc: int | None, record: CellRecord) -> tuple[str, str | None]:
@@ -185,12 +334,6 @@ def _judge(rc: int | None, record: CellRecord) -> tuple[str, str | None]:
     if rc is not None and rc < 0:
         return "failed", f"crashed: killed by {signal.Signals(-rc).name}"
     return "failed", f"exited with code {rc}"
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _tail(path: Path) -> str:

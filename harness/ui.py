@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,8 +21,8 @@ STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "inter
 
 
 def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
-                      timeout_s: float,
-                      refused: dict[str, str] | None = None) -> list[runner.Outcome]:
+                      timeout_s: float, refused: dict[str, str] | None = None,
+                      alone: dict[str, str] | None = None) -> list[runner.Outcome]:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console,
                   refresh_per_second=1) as progress:  # the cells share these CPUs
@@ -41,7 +39,7 @@ def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
                                    f"({outcome.wall_s:.0f} s){': ' + first[0] if first else ''}")
 
         return runner.run_cells(cells, run_dir, pythons, timeout_s, on_start=start, on_done=done,
-                                refused=refused)
+                                refused=refused, alone=alone)
 
 
 def print_search(record: dict) -> None:
@@ -65,21 +63,22 @@ def print_search(record: dict) -> None:
     console.print(t)
 
 
-def measure_peaks(pythons: dict[str, str]) -> dict[str, float]:
-    """float32 GEMM peak of numpy and of each framework whose interpreter has it (for MFU)."""
-    peaks = {}
-    with console.status("measuring the float32 GEMM peak (numpy and each framework)"):
-        for name, python in {"numpy": sys.executable, **pythons}.items():
-            if name != "numpy" and not runner.framework_available(python, name):
-                continue
-            done = subprocess.run([python, "-m", "harness.backends.peak", name],
-                                  capture_output=True,
-                                  text=True, cwd=runner.ROOT, env=runner.child_env())
-            if done.returncode == 0:
-                peaks[name] = json.loads(done.stdout.strip().splitlines()[-1])["flops_per_s"]
-            else:
-                console.print(f"[yellow]GEMM peak of {name} failed[/]: {done.stderr[-300:]}")
-    console.print("GEMM peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+def measure_peaks(cells: list[Cell], pythons: dict[str, str]) -> dict[str, dict]:
+    """The GEMM peak of each device and precision the cells use, each framework (and numpy on
+    the CPU) in its own interpreter, pinned and configured like the cells
+    (``harness.backends.peak``); keyed "<device>-<precision>" (RunManifest.device_peaks)."""
+    from harness.backends import peak
+
+    with console.status("measuring GEMM peaks per device and precision (numpy and each "
+                        "framework, pinned like the cells)"):
+        peaks = peak.measure_device_peaks(cells, pythons, say=lambda m: console.print(
+            f"[yellow]{m}[/]"))
+    for name, p in peaks.items():
+        figures = ", ".join(f"{k} {v / 1e9:.0f}" for k, v in p["by_framework"].items())
+        sheet = p["datasheet_flops_per_s"]
+        console.print(f"GEMM peak {name} ({p['device_name']}, {p['threads']} threads): "
+                      f"{figures or 'none measured'} GFLOP/s"
+                      + (f"; datasheet {sheet / 1e12:.1f} TFLOP/s" if sheet else ""))
     return peaks
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -86,3 +87,72 @@ def test_ctrl_c_keeps_finished_cells(tmp_path: Path) -> None:
     assert [o.status for o in outcomes] == ["failed", "failed", "interrupted"]
     assert len(outcomes) == 3  # the cell after the interrupt never started
     assert (tmp_path / "cells" / quick[0].id / "r0" / "outcome.json").exists()
+
+
+TURN_CELLS = [Cell("torch", "mlp", "eager"), Cell("tensorflow", "mlp", "graph"),
+              Cell("jax", "mlp", "compiled")]
+FAKE_CELL = """
+import json, os, sys, time
+sys.path.insert(0, {root!r})
+from harness.record import CellRecord
+from harness.turns import Turns
+turns = Turns.from_env()
+rounds = turns.agree({want})
+with open({log!r}, "a") as log:
+    for i in range(turns.warmup_rounds + rounds):
+        turns.wait()
+        start = time.monotonic()
+        time.sleep(0.005)
+        print(json.dumps([{name!r}, i, start, time.monotonic()]), file=log, flush=True)
+        if {crash} and i == 3:
+            os.abort()
+        turns.done()
+turns.finish()
+CellRecord(status="ok").save(__import__("pathlib").Path({out!r}) / "cell.json")
+"""
+
+
+def test_compared_cells_take_their_samples_in_turns(tmp_path: Path) -> None:
+    """Cells of one comparison group are prepared one by one, then sample in rotation: one at
+    a time, never overlapping, every other rotation reversed; a cell that crashes mid-way
+    drops out and the others finish their turns."""
+    log = tmp_path / "samples.jsonl"
+    wants = {"torch": 5, "tensorflow": 3, "jax": 4}
+
+    def command(cell: Cell, out_dir: Path, python: str) -> list[str]:
+        return [python, "-c", FAKE_CELL.format(
+            root=str(runner.ROOT), want=wants[cell.framework], log=str(log),
+            name=cell.framework, crash=cell.framework == "jax", out=str(out_dir))]
+
+    outcomes = runner.run_cells(TURN_CELLS, tmp_path / "run", timeout_s=60, command=command)
+    by_fw = {o.cell.framework: o for o in outcomes}
+    assert by_fw["torch"].status == by_fw["tensorflow"].status == "ok"
+    assert by_fw["jax"].status == "failed" and "SIGABRT" in by_fw["jax"].reason
+    assert {o.timing for o in outcomes} == {"turns"}
+    assert by_fw["torch"].partners == [c.id for c in TURN_CELLS]
+    samples = [json.loads(line) for line in log.read_text().splitlines()]
+    spans = sorted((start, end) for _, _, start, end in samples)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    order = [(name, i) for name, i, _, _ in sorted(samples, key=lambda s: s[2])]
+    rotations = 2 + max(wants.values())  # warm-up rotations + the most any cell wanted
+    assert sum(name == "torch" for name, _ in order) == rotations
+    assert sum(name == "tensorflow" for name, _ in order) == rotations
+    assert sum(name == "jax" for name, _ in order) == 4  # crashed in its fourth sample
+    assert [n for n, _ in order[:6]] == ["torch", "tensorflow", "jax", "jax", "tensorflow",
+                                         "torch"]
+    assert order[-2:] in ([("torch", rotations - 1), ("tensorflow", rotations - 1)],
+                          [("tensorflow", rotations - 1), ("torch", rotations - 1)])
+    outcome = json.loads((tmp_path / "run" / "cells" / TURN_CELLS[0].id / "r0"
+                          / "outcome.json").read_text())
+    assert outcome["timing"] == "turns"
+
+
+def test_cells_asked_to_run_alone_say_why(tmp_path: Path) -> None:
+    def command(cell: Cell, out_dir: Path, python: str) -> list[str]:
+        return [python, "-c", f"from harness.record import CellRecord; from pathlib import Path;"
+                f" CellRecord(status='ok').save(Path({str(out_dir)!r}) / 'cell.json')"]
+
+    outcomes = runner.run_cells(TURN_CELLS[:2], tmp_path, command=command,
+                                alone={c.id: "--timing alone" for c in TURN_CELLS[:2]})
+    assert [o.timing for o in outcomes] == ["alone: --timing alone"] * 2
+    assert all(o.status == "ok" for o in outcomes)

@@ -39,19 +39,64 @@ def test_process_to_process_noise_widens_the_interval() -> None:
     assert hi_b - lo_b > 3 * (hi_a - lo_a)
 
 
-def test_ratio_labels() -> None:
+def test_three_verdicts() -> None:
     rng = np.random.default_rng(5)
     base = [rng.normal(1.0, 0.05, 60) for _ in range(3)]
-    same = [rng.normal(1.0, 0.05, 60) for _ in range(3)]
     slower = [rng.normal(1.2, 0.05, 60) for _ in range(3)]
     nearly = [rng.normal(1.01, 0.002, 600) for _ in range(3)]
     tight = [rng.normal(1.0, 0.002, 600) for _ in range(3)]
-    assert stats.label(*stats.ratio_ci(same, base)[1:]) == stats.NO_DIFFERENCE
     r, lo, hi = stats.ratio_ci(slower, base)
-    assert lo < r < hi and 1.1 < r < 1.3 and stats.label(lo, hi) == "slower"
-    assert stats.label(*stats.ratio_ci(base, slower)[1:]) == "faster"
-    r, lo, hi = stats.ratio_ci(nearly, tight)  # 1% apart, measured precisely: within margin
-    assert lo > 1.0 and stats.label(lo, hi) == stats.NO_DIFFERENCE
+    assert lo < r < hi and 1.1 < r < 1.3 and stats.verdict(lo, hi) == "slower"
+    assert stats.verdict(*stats.ratio_ci(base, slower)[1:]) == "faster"
+    r, lo, hi = stats.ratio_ci(nearly, tight)  # 1% apart, measured precisely: equivalent
+    assert lo > 1.0 and stats.verdict(lo, hi) == "equivalent"
+    few = [rng.normal(1.0, 0.3, 5) for _ in range(2)]  # too little data to say anything
+    assert stats.verdict(*stats.ratio_ci(few, base)[1:]) == "inconclusive"
+    # excluding 1 is not enough to be faster: the CI must clear the band
+    assert stats.verdict(0.95, 0.99) == "inconclusive"
+    assert stats.verdict(0.90, 0.969) == "faster" and stats.verdict(0.971, 1.029) == "equivalent"
+
+
+def test_settle_repeats_grows_as_the_estimate_nears_the_band_edge() -> None:
+    assert stats.settle_repeats(1.10, 1.00, 1.21, 2) < stats.settle_repeats(1.06, 0.99, 1.13, 2)
+    assert stats.settle_repeats(1.03, 0.9, 1.15, 2) is None       # on the edge: never settles
+    assert stats.settle_repeats(1.0, 0.5, 2.0, 2) is None         # > 100 repeats
+    # half-width ln(1.21)/2 = 0.095 must shrink below the gap ln(1.10/1.03) = 0.066:
+    # 2 x (0.095 / 0.066)^2 = 4.2 repeats
+    assert stats.settle_repeats(1.10, 1.00, 1.21, 2) == 5
+
+
+def test_bonferroni_level_and_enough_resamples() -> None:
+    assert stats.corrected_level(1) == pytest.approx(0.95)
+    assert stats.corrected_level(50) == pytest.approx(0.999)
+    assert stats.boot_count(stats.corrected_level(50)) >= 20 / 0.0005
+
+
+def test_pairing_cancels_a_shared_slow_period() -> None:
+    """Two cells timed in turns through the same machine slowdowns: the paired ratio's CI is
+    far narrower than the one that resamples each cell on its own, and still covers the truth."""
+    rng = np.random.default_rng(11)
+    machine = np.repeat(rng.lognormal(0.0, 0.25, 12), 5)  # slow periods lasting 5 rotations
+    a = [machine * rng.lognormal(np.log(1.10), 0.02, 60) for _ in range(2)]
+    b = [machine * rng.lognormal(0.0, 0.02, 60) for _ in range(2)]
+    r, lo, hi = stats.paired_ratio_ci([x / y for x, y in zip(a, b)])
+    _, ulo, uhi = stats.ratio_ci(a, b)
+    assert lo < 1.10 < hi and 1.07 < r < 1.13
+    assert (hi - lo) < (uhi - ulo) / 4
+    assert stats.verdict(lo, hi) == "slower" and stats.verdict(ulo, uhi) != "slower"
+
+
+def test_paired_ci_coverage_with_correlated_rotations() -> None:
+    """Blocks of rotations, not single rotations, are resampled: with slowly drifting noise
+    in the ratios themselves the interval still covers the true ratio most of the time."""
+    rng = np.random.default_rng(3)
+    hits, trials = 0, 100
+    for t in range(trials):
+        drift = np.repeat(rng.normal(0, 0.03, 10), 6)    # correlated over 6 rotations
+        groups = [np.exp(drift + rng.normal(0, 0.01, 60)) for _ in range(2)]
+        _, lo, hi = stats.paired_ratio_ci(groups, n_boot=400, seed=t)
+        hits += lo <= 1.0 <= hi
+    assert hits / trials >= 0.8
 
 
 @pytest.mark.parametrize("args, want", [

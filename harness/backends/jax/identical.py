@@ -83,6 +83,15 @@ def _step(forward: Any, optimizer: optax.GradientTransformation, params: Tree, o
     return optax.apply_updates(params, updates), opt_state, state, loss
 
 
+def phase_peak(at_start: int | None, at_end: int | None) -> int | None:
+    """A phase's peak from a lifetime peak counter read at its start and end: the end's
+    reading if the phase raised it (or nothing was read before), else None (unknown: no more
+    than the earlier peak)."""
+    if at_end is None or (at_start is not None and at_end <= at_start):
+        return None
+    return at_end
+
+
 class OnDevice:
     """What every JAX trainer shares: batches placed on its device, host copies, the
     allocator's peak."""
@@ -99,14 +108,28 @@ class OnDevice:
     def numpy(self, value: Any) -> np.ndarray:
         return np.asarray(value)
 
-    def reset_device_peak(self) -> None:
-        pass  # JAX keeps a process-lifetime peak only; a cell is one process, so that is fine
+    # JAX keeps a process-lifetime peak only: Device.memory_stats()["peak_bytes_in_use"] has no
+    # reset (none up to jax 0.10; torch and TF reset theirs per phase). So a phase's peak is
+    # reported only where the phase raised the lifetime peak: then the new peak was reached
+    # in it. Otherwise the phase stayed at or below an earlier phase's peak and its own is
+    # unknown: None (not the earlier phase's figure, which would, e.g., charge the steady
+    # state with the evaluation's memory).
+    _peak_at_reset: int | None = None
 
-    def device_peak_bytes(self) -> int | None:
-        if self.device.platform == "cpu":
-            return None
+    def _lifetime_peak(self) -> int | None:
         stats = self.device.memory_stats() or {}
         return stats.get("peak_bytes_in_use")
+
+    def reset_device_peak(self) -> None:
+        if self.device.platform != "cpu":
+            self._peak_at_reset = self._lifetime_peak()
+
+    def device_peak_bytes(self) -> int | None:
+        """The phase's allocator peak, where the phase raised the process's peak (see above);
+        before any reset, the peak since the process started. None on CPU."""
+        if self.device.platform == "cpu":
+            return None
+        return phase_peak(self._peak_at_reset, self._lifetime_peak())
 
 
 class JaxTrainer(OnDevice):
