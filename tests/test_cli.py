@@ -14,7 +14,7 @@ def test_help_lists_the_options(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for option in ("--workloads", "--frameworks", "--modes", "--devices", "--batch-sizes",
                    "--dataset", "--epochs", "--quick", "--timeout", "--python", "--size",
-                   "--tiers", "--full"):
+                   "--tiers", "--full", "--timing"):
         assert option in proc.stdout
     assert "mlp, cnn, resnet, transformer, lstm" in proc.stdout
     assert "torch, tensorflow, jax" in proc.stdout and "gpt2-small" in proc.stdout
@@ -95,6 +95,16 @@ def test_end_to_end_run(small_run: Path) -> None:
     assert len(list((small_run / "results" / "tuning").glob("*.json"))) == 6
     speedups = pd.read_parquet(run_dir / "speedups.parquet")
     assert len(speedups) == 6 and (speedups["speedup"] > 0).all()
+    # The cells compared were timed in turns: every between-framework ratio comes from pairs
+    # of samples taken in the same rotations, and carries a corrected three-outcome verdict.
+    assert set(real["timing"]) == {"turns"}
+    assert table.set_index("framework").loc["noop", "timing"].startswith("alone")
+    ratios = pd.read_parquet(run_dir / "ratios.parquet")
+    assert len(ratios) == 18 and ratios["paired"].all() and (ratios["n_pairs"] >= 30).all()
+    m = len(ratios) + len(speedups)
+    assert ratios["level"].eq(1 - 0.05 / m).all() and speedups["level"].eq(1 - 0.05 / m).all()
+    assert set(ratios["verdict"]) <= {"faster", "slower", "equivalent", "inconclusive"}
+    assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
 
 
 def test_tune_searches_and_a_run_keeps_the_search(tmp_path: Path) -> None:
