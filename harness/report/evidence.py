@@ -1,0 +1,199 @@
+"""The evidence of one workload section: findings in words and the rows of its tables (every
+cell, the ratios worth reading, idiomatic against tuned per framework, the tuned search)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from harness.report.decide import HEADLINE_TIERS
+from harness.report.fmt import (
+    describe,
+    flag,
+    fmt_bytes,
+    fmt_level,
+    fmt_s,
+    is_missing,
+    label,
+    or_empty,
+)
+from harness.report.verdicts import settle_of, speedup_text, timing_text, verdict_words
+from harness.spec import WORKLOADS
+
+
+def findings(ok: pd.DataFrame, speedups: pd.DataFrame) -> list[str]:
+    """Details for one workload beyond the decision: the code people write, what tuning buys,
+    compile trade-offs, graph breaks, memory range, quality."""
+    if ok.empty:
+        return ["No cell of this workload finished, so there is nothing to compare."]
+    lines = []
+    idiomatic = ok[ok["tier"] == "idiomatic"].sort_values("step_median_s")
+    if len(idiomatic) > 1:
+        lines.append("As users write it (idiomatic tier): " + ", ".join(
+            f"{label(r)} {fmt_s(r['step_median_s'])}" for _, r in idiomatic.iterrows()) + ".")
+    ups = speedups[speedups["idiomatic"].isin(ok["cell_id"]) & speedups["tuned"].isin(
+        ok["cell_id"])]
+    if len(ups):
+        lines.append("Tuned against idiomatic: " + "; ".join(
+            f"{r['framework']} {speedup_text(r)}" for _, r in ups.iterrows()) + ".")
+    for fw, group in ok[ok["tier"] != "tuned"].groupby(["framework", "tier"]):
+        modes = group.set_index("mode")
+        if "eager" not in modes.index:
+            continue
+        eager = modes.loc["eager"]
+        parts = []
+        for mode, r in modes.drop(index="eager").iterrows():
+            ratio = eager["step_median_s"] / r["step_median_s"]
+            speed = f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.2f}× slower"
+            when = ("never pays off" if is_missing(r["break_even_step"])
+                    else "pays off from the first step" if r["break_even_step"] <= 1
+                    else f"pays off after {r['break_even_step']:,.0f} steps")
+            parts.append(f"{mode} is {speed} per step than eager; its first step "
+                         f"({fmt_s(r['first_step_cold_s'])} cold) {when}")
+        if parts:
+            lines.append(f"{' '.join(fw)}: " + "; ".join(parts) + ".")
+    for _, r in ok[ok["graph_breaks"].fillna(0) > 0].iterrows():
+        lines.append(f"{label(r)} did not run as one compiled graph: Dynamo counted "
+                     f"{r['graph_breaks']} graph break(s) and compiled "
+                     f"{r['compiles'] if pd.notna(r['compiles']) else '?'} graph(s).")
+    mem = ok.sort_values("peak_rss_bytes")
+    lines.append(f"Lowest peak host memory of any cell: {label(mem.iloc[0])} "
+                 f"({fmt_bytes(mem.iloc[0]['peak_rss_bytes'])}); highest: "
+                 f"{label(mem.iloc[-1])} ({fmt_bytes(mem.iloc[-1]['peak_rss_bytes'])}).")
+    if ok["step_median_s"].min() < 2e-3:
+        lines.append("Caveat: steps this short (milliseconds or less) measure each framework's "
+                     "per-step dispatch overhead more than its arithmetic; a bigger model or "
+                     "batch can rank the frameworks differently.")
+    acc = ok["test_accuracy"].dropna()
+    ppl = ok["test_perplexity"].dropna()
+    if not ppl.empty:
+        lines.append(f"Test perplexity after the same budget: {ppl.min():.2f}–{ppl.max():.2f}; "
+                     f"next-token accuracy {acc.min():.3f}–{acc.max():.3f}.")
+    elif not acc.empty:
+        lines.append(f"Test accuracy after the same budget: {acc.min():.3f}–{acc.max():.3f} "
+                     f"(spread {100 * (acc.max() - acc.min()):.1f} points).")
+    target = WORKLOADS[ok["workload"].iloc[0]].target if ok["workload"].iloc[0] in WORKLOADS \
+        else None
+    met = ok["target_met"].dropna()
+    if target is not None and not met.empty:
+        missed = ok[ok["target_met"] == False]  # noqa: E712 - nullable boolean
+        lines.append(f"Target {target}: " + ("reached by every cell." if missed.empty else
+                     "<b>missed</b> by " + ", ".join(missed.apply(label, axis=1)) + "."))
+    return lines
+
+
+def cell_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
+    """One row per cell for the section's main table."""
+    rows = []
+    for _, r in cells.iterrows():
+        ok = r["status"] == "ok"
+        rows.append({
+            "label": label(r), "what": describe(r), "tier": r["tier"],
+            "debug": flag(r["debug_mode"]), "status": r["status"],
+            "compiles": "–" if is_missing(r["compiles"]) else f"{r['compiles']:,.0f}",
+            "breaks": "" if is_missing(r["graph_breaks"]) else f"{r['graph_breaks']:,.0f}",
+            "step": fmt_s(r["step_median_s"]) if ok else "–",
+            "ci": f"{fmt_s(r['step_ci_low_s'])} – {fmt_s(r['step_ci_high_s'])}" if ok else "–",
+            "vs": "–" if is_missing(r["vs_fastest"]) else f"{r['vs_fastest']:.2f}×",
+            "throughput": "–" if not ok or is_missing(r["items_per_s"]) else
+            f"{r['items_per_s']:,.0f}",
+            "mfu": "–" if is_missing(r["mfu"]) else f"{r['mfu']:.1%}",
+            "import": fmt_s(r["import_s"]), "build": fmt_s(r["build_s"]),
+            "cold": fmt_s(r["first_step_cold_s"]), "warm": fmt_s(r["first_step_warm_s"]),
+            "warmup": "–" if is_missing(r["warmup_steps"]) else f"{r['warmup_steps']:,.0f}",
+            "break_even": ("" if r["mode"] == "eager" else "never")
+            if is_missing(r["break_even_step"]) else f"{r['break_even_step']:,.0f}",
+            "memory": fmt_bytes(r["peak_rss_bytes"]),
+            "device_memory": fmt_bytes(r["device_peak_bytes"]),
+            "accuracy": "–" if is_missing(r["test_accuracy"]) else f"{r['test_accuracy']:.3f}",
+            "perplexity": "–" if is_missing(r["test_perplexity"]) else
+                          f"{r['test_perplexity']:.2f}",
+            "samples": "–" if is_missing(r["n_samples"]) else
+                       f"{r['n_processes']} × {r['n_samples'] // max(r['n_processes'], 1)}",
+        })
+    return rows
+
+
+def ratio_rows(cells: pd.DataFrame, ratios: pd.DataFrame) -> list[dict[str, str]]:
+    """Pairs worth reading, tier by tier (tuned first): every tuned pair; in the other tiers
+    the same mode in two frameworks, and each framework's best mode."""
+    ids = set(cells["cell_id"])
+    ok = cells[cells["status"] == "ok"]
+    best = set(ok.sort_values("step_median_s").groupby(["tier", "framework"])["cell_id"].first())
+    mode = dict(zip(cells["cell_id"], cells["mode"]))
+    name = dict(zip(cells["cell_id"], cells.apply(label, axis=1)))
+    fws = dict(zip(cells["cell_id"], cells["framework"]))
+    rows = []
+    mine = ratios[ratios["a"].isin(ids)]
+    for tier in HEADLINE_TIERS:
+        for _, r in mine[mine["tier"] == tier].iterrows():
+            if tier == "tuned" or mode[r["a"]] == mode[r["b"]] or {r["a"], r["b"]} <= best:
+                unpaired = ""
+                if "unpaired_ratio" in r and not is_missing(r["unpaired_ratio"]):
+                    unpaired = (f"{r['unpaired_ratio']:.2f}× ({r['unpaired_ci_low']:.2f}–"
+                                f"{r['unpaired_ci_high']:.2f})")
+                rows.append({
+                    "tier": tier, "a": name[r["a"]], "b": name[r["b"]],
+                    "ratio": f"{r['ratio']:.2f}×",
+                    "ci": f"{fmt_level(float(r['level']))} CI {r['ci_low']:.2f}–"
+                          f"{r['ci_high']:.2f}",
+                    "verdict": verdict_words(r["verdict"], fws[r["a"]], fws[r["b"]],
+                                             r["ci_low"], r["ci_high"], settle_of(r)),
+                    "timing": timing_text(r), "unpaired": unpaired})
+    return rows
+
+
+def _step(r: Any) -> str:
+    return "–" if r is None or r["status"] != "ok" else fmt_s(r["step_median_s"])
+
+
+def _rate(r: Any) -> str:
+    return "–" if r is None or is_missing(r["items_per_s"]) else f"{r['items_per_s']:,.0f}"
+
+
+def choice_rows(cells: pd.DataFrame, speedups: pd.DataFrame) -> list[dict[str, str]]:
+    """Per framework: the code people write (idiomatic), the tuned figure, the speed-up."""
+    rows = []
+    for fw, group in cells.groupby("framework", sort=False):
+        by_tier = {t: g.sort_values("step_median_s").iloc[0] for t, g in group.groupby("tier")}
+        idiom, tuned = by_tier.get("idiomatic"), by_tier.get("tuned")
+        up = speedups[(speedups["framework"] == fw)
+                      & speedups["tuned"].isin(group["cell_id"])
+                      & speedups["idiomatic"].isin(group["cell_id"])]
+        up = up[up["idiomatic"] == idiom["cell_id"]] if idiom is not None else up.iloc[:0]
+
+        rows.append({
+            "framework": fw,
+            "idiomatic": "–" if idiom is None else f"{idiom['mode']}",
+            "idiomatic_step": _step(idiom), "idiomatic_rate": _rate(idiom),
+            "tuned": "–" if tuned is None else f"{or_empty(tuned['variant']) or '–'} "
+                                                f"({tuned['mode']})",
+            "tuned_step": _step(tuned), "tuned_rate": _rate(tuned),
+            "speedup": "–" if up.empty else speedup_text(up.iloc[0], with_variant=False),
+        })
+    return rows
+
+
+def search_rows(tuning: pd.DataFrame) -> list[dict[str, str]]:
+    """One row per variant the tuned search tried."""
+    rows = []
+    for _, r in tuning.iterrows():
+        rows.append({
+            "framework": r["framework"], "variant": r["variant"], "mode": r["mode"],
+            "description": or_empty(r["description"]),
+            "step": fmt_s(r["median_s"]),
+            "vs": "–" if is_missing(r["vs_identical"]) else
+            f"{r['vs_identical']:.3f} ({r['vs_identical_ci_low']:.3f}–"
+            f"{r['vs_identical_ci_high']:.3f})",
+            "correct": "yes" if flag(r["correct"]) else
+            "differs by design" if not is_missing(r["differences"]) else "no",
+            "differences": "; ".join(json.loads(r["differences"])) if not is_missing(
+                r["differences"]) else "",
+            "diff": "–" if is_missing(r["max_loss_diff"]) else f"{r['max_loss_diff']:.1e}",
+            "error": or_empty(r["error"]), "chosen": flag(r["chosen"]),
+            "searched": or_empty(r["searched"]),
+        })
+    return rows
+
