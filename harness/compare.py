@@ -31,6 +31,7 @@ from rich.table import Table
 from harness import results, stats
 from harness.backends import SELF_CHECK
 from harness.record import RunManifest
+from harness.report.fmt import is_missing, or_empty
 
 PROG = "framebench compare"
 OUTCOMES = {"slower": "REGRESSION", "faster": "IMPROVEMENT", "equivalent": "unchanged",
@@ -68,7 +69,7 @@ class Run:
 
     def reason(self, cell_id: str) -> str:
         rows = self.summary[self.summary["cell_id"] == cell_id]
-        if len(rows) and not _missing(rows.iloc[0]["reason"]):
+        if len(rows) and not is_missing(rows.iloc[0]["reason"]):
             return str(rows.iloc[0]["reason"])
         if not len(rows) and cell_id in self.planned:
             return "planned but never started (the run stopped before it)"
@@ -187,27 +188,17 @@ def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     interrupted before it wrote them has them collected now from its raw files."""
     if all((run_dir / f"{name}.parquet").exists() for name in NEEDED):
         try:
-            return {name: _conform(pd.read_parquet(run_dir / f"{name}.parquet"),
-                                   results.TABLES[name]) for name in NEEDED}
+            return {name: table for name, table in results.load(run_dir, lenient=True).items()
+                    if name in NEEDED}
         except (OSError, ValueError, TypeError):
             pass  # unreadable: collect them again below
     if not any((run_dir / "cells").glob("*/r*/outcome.json")):
-        return {name: _conform(pd.DataFrame(), results.TABLES[name]) for name in NEEDED}
+        return {name: results.empty(name) for name in NEEDED}
     try:
         return results.write(run_dir)
     except Exception as exc:  # noqa: BLE001 - any failure here is bad input, said plainly
         raise SystemExit(f"{PROG}: cannot collect the tables of {run_dir} from its raw files: "
                          f"{type(exc).__name__}: {exc}") from exc
-
-
-def _conform(df: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
-    """df with every schema column (missing ones empty) cast to the schema's dtype."""
-    dtypes = {c: (t[0] if isinstance(t, tuple) else t) for c, t in schema.items()}
-    df = df.copy()
-    for column in dtypes:
-        if column not in df.columns:
-            df[column] = pd.NA
-    return df.astype({c: dtypes[c] for c in dtypes})
 
 
 def read_run(run_dir: Path, label: str) -> Run:
@@ -260,7 +251,7 @@ def _change(a: Run, b: Run, cell_id: str, level: float) -> CellChange:
     if verdict == "inconclusive":
         change.settle = stats.settle_repeats(ratio, lo, hi, min(len(ga), len(gb)))
     notes = change.notes
-    va, vb = _text(ra["variant"]), _text(rb["variant"])
+    va, vb = or_empty(ra["variant"]), or_empty(rb["variant"])
     if va != vb:
         notes.append(f"tuned variant {va or '–'} → {vb or '–'}")
     change.memory, rel = _bytes_change(ra["peak_rss_bytes"], rb["peak_rss_bytes"])
@@ -304,7 +295,7 @@ def _quality(ra: Any, rb: Any) -> tuple[str, dict[str, str], list[str]]:
         if ppl_a and ppl_b is not None:
             short["ppl"] = f"{ppl_b / ppl_a - 1:+.1%}"
     ta, tb = ra["target_met"], rb["target_met"]
-    if not _missing(ta) and not _missing(tb) and bool(ta) != bool(tb):
+    if not is_missing(ta) and not is_missing(tb) and bool(ta) != bool(tb):
         notes.append(f"target {'met' if ta else 'missed'} → {'met' if tb else 'missed'}")
     return "; ".join(parts), short, notes
 
@@ -362,12 +353,13 @@ def environment(a: Run, b: Run, both: list[str]) -> tuple[list[tuple[str, str, s
             continue
         ra, rb = _row(a, cell_id), _row(b, cell_id)
         if ra["tier"] == "tuned":
-            add(f"tuned variant of {cell_id}", _text(ra["variant"]) or "(none chosen)",
-                _text(rb["variant"]) or "(none chosen)")
-        add(f"data of {cell_id}", _text(ra["data_source"]) or None,
-            _text(rb["data_source"]) or None)
+            add(f"tuned variant of {cell_id}", or_empty(ra["variant"]) or "(none chosen)",
+                or_empty(rb["variant"]) or "(none chosen)")
+        add(f"data of {cell_id}", or_empty(ra["data_source"]) or None,
+            or_empty(rb["data_source"]) or None)
         if "timing" in ra.index and "timing" in rb.index:  # runs timed in turns, or alone
-            add(f"timing of {cell_id}", _text(ra["timing"]) or None, _text(rb["timing"]) or None)
+            add(f"timing of {cell_id}", or_empty(ra["timing"]) or None,
+                or_empty(rb["timing"]) or None)
     return out, hosts_differ
 
 
@@ -666,19 +658,8 @@ def main(argv: list[str]) -> int:
 
 # --- helpers ------------------------------------------------------------------------------
 
-def _missing(value: Any) -> bool:
-    try:
-        return value is None or bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _num(value: Any) -> float | None:
-    return None if _missing(value) else float(value)
-
-
-def _text(value: Any) -> str:
-    return "" if _missing(value) else str(value)
+    return None if is_missing(value) else float(value)
 
 
 def _fmt(value: float | None, fmt: str) -> str:

@@ -573,12 +573,25 @@ def write(run_dir: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def load(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """Read a run's tables back, checked against their schemas."""
+def load(run_dir: Path, lenient: bool = False) -> dict[str, pd.DataFrame]:
+    """Read a run's tables back, checked against their schemas. ``lenient``: a table written
+    before a column existed gets it empty (and a table written before it existed comes back
+    empty), so older runs still render and compare without being rewritten."""
     if not (run_dir / "results.parquet").exists():
         raise FileNotFoundError(f"{run_dir} holds no results.parquet; is it a framebench run?")
-    return {name: _typed(pd.read_parquet(run_dir / f"{name}.parquet"), schema)
-            for name, schema in TABLES.items()}
+    tables = {}
+    for name, schema in TABLES.items():
+        path = run_dir / f"{name}.parquet"
+        df = pd.read_parquet(path) if path.exists() or not lenient else pd.DataFrame()
+        if lenient:
+            df = df.assign(**{c: pd.NA for c in schema if c not in df.columns})
+        tables[name] = _typed(df, schema)
+    return tables
+
+
+def empty(name: str) -> pd.DataFrame:
+    """A table with no rows, of the schema of TABLES[name]."""
+    return _frame([], TABLES[name])
 
 
 def schema_markdown(schema: dict[str, tuple[str, str]] = SCHEMA) -> str:

@@ -17,18 +17,7 @@ from harness.report.fmt import is_missing
 def load_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
     """The run's tables. A run written before a column existed gets it empty, and its ratios and
     speed-ups the columns of the current contract, so old runs still render."""
-    try:
-        tables = results.load(run_dir)
-    except ValueError:
-        tables = {}
-        for name, schema in results.TABLES.items():
-            path = run_dir / f"{name}.parquet"
-            df = pd.read_parquet(path) if path.exists() else pd.DataFrame()
-            dtypes = {c: (t[0] if isinstance(t, tuple) else t) for c, t in schema.items()}
-            for col in dtypes:
-                if col not in df.columns:
-                    df[col] = pd.NA
-            tables[name] = df[list(dtypes)].astype(dtypes).reset_index(drop=True)
+    tables = results.load(run_dir, lenient=True)
     tables["ratios"] = _with_verdicts(tables["ratios"], tables["summary"])
     tables["speedups"] = _with_verdicts(tables["speedups"], tables["summary"])
     return tables
