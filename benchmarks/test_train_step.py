@@ -4,7 +4,8 @@ The runner starts ``pytest benchmarks/test_train_step.py --benchmark-json=...`` 
 process per cell, with the cell in $FRAMEBENCH_CELL; run without it, the test is not collected.
 Each sample is K training steps on device-resident batches followed by one sync. In a run
 that times the frameworks in turns (``harness.turns``), each sample waits for this cell's turn
-(pytest-benchmark's untimed ``setup``) and hands the turn back after it (``teardown``).
+and runs untimed steps for a moment (pytest-benchmark's untimed ``setup``: a process that waited
+runs slower until its threads wake), and hands the turn back after it (``teardown``).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def test_train_step(benchmark, cell: Cell) -> None:
                            f"-{cell.precision}")
         benchmark.extra_info.update(steps_per_sample=k, cell=cell.id, repeat=cell.repeat)
         benchmark.pedantic(run.timed_sample, args=(k,), rounds=rounds,
-                           warmup_rounds=turns.warmup_rounds, iterations=1, setup=turns.wait,
-                           teardown=turns.done)
+                           warmup_rounds=turns.warmup_rounds, iterations=1,
+                           setup=turns.wait_then(run.rewarm), teardown=turns.done)
         turns.finish()
         run.finish(list(benchmark.stats.stats.data))
     except Unavailable as exc:

@@ -34,6 +34,7 @@ from harness.measure import (
 from harness.model import graph
 from harness.record import CellRecord
 from harness.spec import Cell
+from harness.turns import REWARM_S
 
 CELL_ENV = "FRAMEBENCH_CELL"
 OUT_ENV = "FRAMEBENCH_OUT"
@@ -94,6 +95,7 @@ class CellRun:
         self.record = CellRecord(cell_id=cell.id, repeat=cell.repeat, started=now_iso())
         self.trainer: Any = None
         self.steady: list[Any] = []
+        self.rewarm_steps = 0
 
     @classmethod
     def from_env(cls) -> CellRun:
@@ -226,6 +228,11 @@ class CellRun:
         run_steps(self.trainer, self.steady, k)
         self.trainer.sync()
 
+    def rewarm(self, *_: Any) -> None:
+        """Untimed steps for at least REWARM_S: before each sample timed in turns, after the
+        process waited for its turn (harness.turns)."""
+        self.timed_sample(self.rewarm_steps)
+
     def time_sample(self, k: int) -> float:
         """One timing sample, clock included: what pytest-benchmark measures."""
         t0 = clock()
@@ -263,6 +270,7 @@ class CellRun:
                     stable = True
                     break
         per_sample = float(np.median(samples[-WARMUP_WINDOW:]))
+        self.rewarm_steps = max(k, math.ceil(REWARM_S * k / per_sample))
         rounds = max(MIN_ROUNDS, int(self.cell.steady_seconds / per_sample))
         r = self.record
         r.steps_per_sample, r.rounds, r.sync_overhead_s, r.calibration_step_s = (
