@@ -141,6 +141,7 @@ class Comparison:
     only_b: list[tuple[str, str]]
     environment: list[tuple[str, str, str]]          # what, A, B
     hosts_differ: bool
+    drift: float = 1.0   # the run-wide B / A (median over the cells), divided out of each ratio
 
     def count(self, outcome: str) -> int:
         return sum(c.outcome == outcome for c in self.cells)
@@ -159,6 +160,9 @@ class Comparison:
         text = f"{', '.join(parts)} among {n} cell{'s' * (n != 1)} compared"
         if n:
             text += f" (each CI at {self.level:.3%}, Bonferroni over {n})"
+        if self.drift != 1.0:
+            text += (f"; the machine's run-wide drift B / A = {self.drift:.3f} (the median over "
+                     "the cells) is divided out of every ratio")
         return (f"{text}; {len(self.only_a)} only in A, {len(self.only_b)} only in B, "
                 f"{len(self.not_compared)} not compared (failed, skipped or not run)")
 
@@ -212,13 +216,24 @@ def read_run(run_dir: Path, label: str) -> Run:
 
 # --- comparing ----------------------------------------------------------------------------
 
-def compare(a: Run, b: Run) -> Comparison:
+DRIFT_MIN_CELLS = 5  # fewer cells than this: no run-wide drift is estimated
+
+
+def compare(a: Run, b: Run, absolute: bool = False) -> Comparison:
+    """Every cell of both runs. Unless ``absolute`` (or fewer than DRIFT_MIN_CELLS cells were
+    timed in both), each ratio is taken relative to the run-wide drift: on a machine whose
+    speed moves between runs (this project's VM: 5-20% from one run to the next, every cell
+    alike), a regression is a cell that slowed against the others, not the machine."""
     known_a = set(a.summary["cell_id"]) | set(a.planned)
     known_b = set(b.summary["cell_id"]) | set(b.planned)
     both = [c for c in _ordered(a, b) if c in known_a and c in known_b]
     timed = [c for c in both if a.timed(c) and b.timed(c)]
     level = stats.corrected_level(len(timed))
-    cells = sorted((_change(a, b, c, level) for c in timed),
+    drift = 1.0
+    if not absolute and len(timed) >= DRIFT_MIN_CELLS:
+        drift = float(np.median([np.median(np.concatenate(b.groups[c]))
+                                 / np.median(np.concatenate(a.groups[c])) for c in timed]))
+    cells = sorted((_change(a, b, c, level, drift) for c in timed),
                    key=lambda c: (ORDER.index(c.outcome), -c.ratio, c.cell_id))
     not_compared = []
     for c in both:
@@ -232,7 +247,8 @@ def compare(a: Run, b: Run) -> Comparison:
     only_a = [(c, a.status(c)) for c in _ordered(a, b) if c in known_a and c not in known_b]
     only_b = [(c, b.status(c)) for c in _ordered(a, b) if c in known_b and c not in known_a]
     env, hosts_differ = environment(a, b, both)
-    return Comparison(a, b, level, cells, not_compared, only_a, only_b, env, hosts_differ)
+    return Comparison(a, b, level, cells, not_compared, only_a, only_b, env, hosts_differ,
+                      drift)
 
 
 def _ordered(a: Run, b: Run) -> list[str]:
@@ -240,9 +256,9 @@ def _ordered(a: Run, b: Run) -> list[str]:
     return sorted(dict.fromkeys(ids))
 
 
-def _change(a: Run, b: Run, cell_id: str, level: float) -> CellChange:
+def _change(a: Run, b: Run, cell_id: str, level: float, drift: float = 1.0) -> CellChange:
     ga, gb = a.groups[cell_id], b.groups[cell_id]
-    ratio, lo, hi = stats.ratio_ci(gb, ga, level=level)
+    ratio, lo, hi = (v / drift for v in stats.ratio_ci(gb, ga, level=level))
     verdict = stats.verdict(lo, hi)
     ra, rb = _row(a, cell_id), _row(b, cell_id)
     change = CellChange(cell_id, float(np.median(np.concatenate(ga))),
@@ -539,7 +555,10 @@ METHOD = (
     "B / A is the median step time of all of B's samples over A's. Its CI is a percentile "
     "bootstrap that resamples each run independently and hierarchically (processes, then the "
     "samples within each); the two runs cannot be paired. The CIs are Bonferroni-corrected over "
-    "the cells compared. REGRESSION: the CI lies wholly above 1 + 3%; IMPROVEMENT: wholly below "
+    "the cells compared. With at least 5 cells the machine's run-wide drift (the median B / A "
+    "over the cells) is divided out first, since a shared machine's speed moves between runs "
+    "for every cell alike (--absolute keeps raw ratios). "
+    "REGRESSION: the CI lies wholly above 1 + 3%; IMPROVEMENT: wholly below "
     "1 - 3%; unchanged: wholly inside 1 ± 3%; inconclusive: anything else (not evidence of "
     "sameness; more repeats settle it). Memory, the cold first step and test quality are "
     "informational: an accuracy change beyond 1 point, a flip of the quality target and a "
@@ -633,6 +652,9 @@ def parser() -> argparse.ArgumentParser:
                    help="where the Markdown and HTML files go (default: reports)")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit with status 1 when any cell regressed")
+    p.add_argument("--absolute", action="store_true",
+                   help="gate on raw step-time ratios (default: divide out the run-wide drift, "
+                   "the median B / A over the cells, when at least 5 cells are compared)")
     p.add_argument("--no-files", action="store_true",
                    help="print only; write no Markdown or HTML file")
     return p
@@ -643,7 +665,7 @@ def main(argv: list[str]) -> int:
 
     args = parser().parse_args(argv)
     dir_a, dir_b = resolve(args.run_a, args.results_dir), resolve(args.run_b, args.results_dir)
-    c = compare(read_run(dir_a, "A"), read_run(dir_b, "B"))
+    c = compare(read_run(dir_a, "A"), read_run(dir_b, "B"), absolute=args.absolute)
     print_comparison(c)
     if not args.no_files:
         md, page = write_files(c, args.reports_dir)

@@ -216,3 +216,21 @@ def test_a_run_against_itself_regresses_nothing(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "reports").exists()
     c = compare.compare(compare.read_run(a, "A"), compare.read_run(a, "B"))
     assert all(x.ratio == 1.0 and x.lo <= 1.0 <= x.hi for x in c.cells)
+
+
+def test_the_machines_run_wide_drift_is_divided_out(tmp_path: Path) -> None:
+    """The machine 10% slower for the whole of run B, and one cell 25% slower on top: only
+    that cell regressed; gating on raw ratios (--absolute) flags every cell."""
+    extra = tuple(Cell("jax", w, "compiled", size="small", dataset="digits")
+                  for w in ("mlp", "cnn"))
+    ids = [c.id for c in CELLS] + [c.id for c in extra]
+    a = make_run(tmp_path, "a", seed=1, extra=extra)
+    b = make_run(tmp_path, "b", seed=2, extra=extra,
+                 slower={i: 1.1 * (1.25 if i == CNN else 1.0) for i in ids})
+    run_a, run_b = compare.read_run(a, "A"), compare.read_run(b, "B")
+    c = compare.compare(run_a, run_b)
+    assert c.drift == pytest.approx(1.1, rel=0.02)
+    assert [x.cell_id for x in c.regressions] == [CNN]
+    assert 1.2 < c.regressions[0].ratio < 1.3
+    raw = compare.compare(run_a, run_b, absolute=True)
+    assert raw.drift == 1.0 and len(raw.regressions) == len(ids)
