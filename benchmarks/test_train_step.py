@@ -27,8 +27,9 @@ def test_train_step(benchmark, cell: Cell) -> None:
     run = CellRun.from_env()
     try:
         run.prepare()
-        k, rounds = run.calibrate()  # includes the warm-up, until the step time is stable
         turns = Turns.from_env()
+        # includes the warm-up, until the step time is stable
+        k, rounds = run.calibrate(in_turns=turns.channel is not None)
         rounds = turns.agree(rounds)  # the same number of samples for every cell of a group
         benchmark.group = (f"{cell.workload}-{cell.size_name}-{cell.device}-b{cell.batch_size}"
                            f"-{cell.precision}")

@@ -239,7 +239,7 @@ class CellRun:
         self.timed_sample(k)
         return clock() - t0
 
-    def calibrate(self) -> tuple[int, int]:
+    def calibrate(self, in_turns: bool = False) -> tuple[int, int]:
         """Steps per sample K (clock + sync under 1% of a sample), then warm up until the step
         time is stable; returns (K, rounds)."""
         trainer = self.trainer
@@ -271,7 +271,9 @@ class CellRun:
                     break
         per_sample = float(np.median(samples[-WARMUP_WINDOW:]))
         self.rewarm_steps = max(k, math.ceil(REWARM_S * k / per_sample))
-        rounds = max(MIN_ROUNDS, int(self.cell.steady_seconds / per_sample))
+        # --steady-seconds covers each turn's untimed re-warm too, where the cell takes turns
+        per_turn = per_sample + (REWARM_S if in_turns else 0.0)
+        rounds = max(MIN_ROUNDS, int(self.cell.steady_seconds / per_turn))
         r = self.record
         r.steps_per_sample, r.rounds, r.sync_overhead_s, r.calibration_step_s = (
             k, rounds, overhead, est)
