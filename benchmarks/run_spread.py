@@ -38,7 +38,7 @@ def main() -> None:
         return
     medians = {}
     for run in args.runs:
-        tables = results.load(run)
+        tables = results.load(run, lenient=True)
         probe = tables["results"]["machine_probe_s"].dropna()
         if len(probe):
             print(f"{run.name}: machine probe {probe.min() * 1e3:.3f}-{probe.max() * 1e3:.3f} ms "
@@ -62,8 +62,8 @@ def ratio_spread(runs: list[Path], tier: str, workload: str | None) -> None:
     statistic's, which resamples each cell on its own."""
     ratios, widths = {}, []
     for run in runs:
-        r = results.load(run)["ratios"]
-        r = r[r["tier"] == tier]
+        r = results.load(run, lenient=True)["ratios"]
+        r = r[(r["tier"] == tier) & (r["metric"] == "step")]  # training steps
         if workload:
             r = r[r["workload"] == workload]
         pair = r["a"].str.replace(f"-{tier}", "") + " / " + r["b"].str.replace(f"-{tier}", "")

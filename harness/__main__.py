@@ -16,10 +16,21 @@ from pathlib import Path
 from harness import results, runner, tune
 from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS, SELF_CHECK, TIERS
 from harness.data import DATASETS, data_shape
+from harness.largest import DEFAULT_CPU_CAP
+from harness.limits import MemoryCap, parse_bytes
 from harness.measure import default_threads, device_memory_bytes, host_info, now_iso
 from harness.model.workload import train_memory_bytes
 from harness.record import RunManifest, read_json
-from harness.spec import DEVICES, PRECISIONS, WORKLOADS, Cell, check_choice
+from harness.spec import (
+    DEVICES,
+    INFER_PATHS,
+    INFER_TIERS,
+    PRECISIONS,
+    SCENARIOS,
+    WORKLOADS,
+    Cell,
+    check_choice,
+)
 
 QUICK_FRACTION = 0.2        # a smoke run trains a fifth of each workload's budget
 QUICK_STEADY_S = 0.5
@@ -29,6 +40,8 @@ QUICK_STEADY_S = 0.5
 QUICK_MODES = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
 DEFAULT_REPEATS = 2         # the first with cold compile caches, the second warm
 DEFAULT_TIERS = ("idiomatic", "tuned")  # --full adds the identical tier (every mode)
+QUICK_INFER_PATHS = ("compiled",)
+DEFAULT_SCENARIOS = ("train", "infer")  # --full adds the largest-batch search
 
 
 def _names(kind: str, valid: tuple[str, ...]):  # noqa: ANN202 - argparse type factory
@@ -62,6 +75,13 @@ def _ints(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {text!r}")
     return values
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _python(text: str) -> tuple[str, str]:
@@ -99,6 +119,14 @@ def run_parser() -> argparse.ArgumentParser:
                    + "; the tuned tier searches the variants of these modes (default: every "
                    "mode people train with; the idiomatic tier: the mode its tutorials use on "
                    "the device; debugging modes (JAX eager) only when named or with --full)")
+    p.add_argument("--scenarios", type=_names("scenario", tuple(SCENARIOS)), default=None,
+                   help="comma list of " + "; ".join(f"{n}: {d}" for n, d in SCENARIOS.items())
+                   + " (default: train,infer; --full: all three. infer runs in the first "
+                   f"process only unless --repeats is given, the tiers {', '.join(INFER_TIERS)} "
+                   "of those selected, "
+                   f"each path: {', '.join(INFER_PATHS)} (--quick: the idiomatic tier's compiled "
+                   "path); the search runs the same tiers, each in its tutorials' mode, on a CPU "
+                   f"under --memory-cap or {DEFAULT_CPU_CAP / 2**30:g} GiB)")
     p.add_argument("--size", default=None, metavar="SIZE|WORKLOAD=SIZE,...",
                    help="model size: one name for every workload that has it, or WORKLOAD=SIZE "
                    "pairs; sizes: " + "; ".join(f"{n}: {', '.join(w.sizes)}"
@@ -107,7 +135,9 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=_names("device", DEVICES), default=["cpu"],
                    help=f"comma list of {', '.join(DEVICES)} (default: cpu)")
     p.add_argument("--batch-sizes", type=_ints, default=None,
-                   help="comma list of batch sizes (default: each workload's own, 32)")
+                   help="comma list of batch sizes, for training and for inference throughput "
+                   "(default: each workload's own: training 32, inference "
+                   f"{max(w.infer_batch_size for w in WORKLOADS.values())} or less)")
     p.add_argument("--dataset", type=_names("dataset", tuple(DATASETS)), default=[],
                    help="comma list, at most one image and one text dataset, each used by the "
                    "workloads of its kind: " + ", ".join(f"{n} ({k})" for n, k in DATASETS.items())
@@ -147,6 +177,11 @@ def run_parser() -> argparse.ArgumentParser:
                    "samples in rotation, so the machine's slow moments hit every framework "
                    "alike and ratios come from paired samples; alone: each cell runs start to "
                    "end on its own (the protocol before turns)")
+    p.add_argument("--memory-cap", type=_memory, default=0, metavar="SIZE",
+                   help="host memory each CPU cell process may use (e.g. 4G, 512M), enforced "
+                   "by the kernel (a memory cgroup per process: needs root or a delegated "
+                   "cgroup); a cell that exceeds it is recorded as out of memory with the peak "
+                   "it reached, and the run goes on (default: no cap)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is "
                    "killed and recorded as failed (default: 900)")
     p.add_argument("--run-id", default=None, help="name of the run (default: a timestamp)")
@@ -284,7 +319,12 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
 
     sizes = _sizes(args.size, args.workloads)
     datasets = _datasets(args.dataset, args.workloads)
-    common = dict(data_dir=args.data_dir, seed=args.seed,
+    if args.memory_cap:
+        try:
+            MemoryCap.check(args.memory_cap)
+        except PermissionError as exc:
+            raise SystemExit(f"framebench: {exc}") from None
+    common = dict(data_dir=args.data_dir, seed=args.seed, memory_cap=args.memory_cap,
                   precision=args.precision, threads=args.threads or default_threads(),
                   steady_seconds=args.steady_seconds
                   or (QUICK_STEADY_S if args.quick else Cell.steady_seconds))
@@ -317,14 +357,66 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
             + "; (idiomatic tier): "
             + "; ".join(f"{fw}: {', '.join(b.idiomatic)}" for fw, b in FRAMEWORKS.items()))
     _check_fits(base)
+    scenarios = args.scenarios or (list(SCENARIOS) if args.full else list(DEFAULT_SCENARIOS))
+    base += infer_cells(args, tiers, sizes, datasets, common) if "infer" in scenarios else []
+    base += largest_cells(args, tiers, sizes, datasets, common) \
+        if "largest" in scenarios else []
+    base = [c for c in base if c.scenario in scenarios]
+    if not base:
+        raise SystemExit("framebench: no cell to run: the infer and largest scenarios run "
+                         f"the tiers {', '.join(INFER_TIERS)}, and none of them is selected ("
+                         f"{', '.join(tiers)})")
     first = base[0]
     noop = replace(first, framework=SELF_CHECK, mode="eager", tier="identical", epochs=1,
-                   steady_seconds=1.0)
+                   steady_seconds=1.0, scenario="train")
     cells = [noop]
     for r in range(repeats):
         for cell in base if r % 2 == 0 else reversed(base):
-            cells.append(replace(cell, repeat=r, train=(r == 0)))
+            if cell.scenario == "largest" and r > 0:
+                continue  # one search: its tries are fresh processes already
+            if cell.scenario == "infer" and r >= (args.repeats or 1):
+                continue  # by default one process per infer cell (cold caches)
+            cells.append(replace(cell, repeat=r, train=r == 0 and cell.scenario == "train"))
     return cells
+
+
+def infer_cells(args: argparse.Namespace, tiers: list[str], sizes: dict[str, str],
+                datasets: dict[str, str], common: dict) -> list[Cell]:
+    """The infer scenario's cells: every path of every framework, in the selected tiers that
+    have an inference model (the tuned tier's variants change the training step only), at
+    each --batch-sizes or the workload's inference batch; frameworks neighbours."""
+    paths = QUICK_INFER_PATHS if args.quick else INFER_PATHS
+    tiers = [t for t in tiers if t in INFER_TIERS]
+    if args.quick and "idiomatic" in tiers:
+        tiers = ["idiomatic"]  # a smoke run: the model as people deploy it
+    return [Cell(framework=fw, workload=workload, mode=path, device=device, batch_size=batch,
+                 size=sizes[workload], dataset=datasets[workload], tier=tier, train=False,
+                 scenario="infer", **common)
+            for workload in args.workloads for device in args.devices
+            for batch in args.batch_sizes or [WORKLOADS[workload].infer_batch_size]
+            for tier in tiers for path in paths for fw in args.frameworks]
+
+
+def largest_cells(args: argparse.Namespace, tiers: list[str], sizes: dict[str, str],
+                  datasets: dict[str, str], common: dict) -> list[Cell]:
+    """The largest-batch searches (harness.largest): one per framework, tier (identical or
+    idiomatic, in its tutorials' mode) and workload, from the workload's batch (or the first
+    --batch-sizes), on a CPU under --memory-cap or DEFAULT_CPU_CAP."""
+    out = []
+    for workload in args.workloads:
+        for device in args.devices:
+            cap = (args.memory_cap or DEFAULT_CPU_CAP) if device == "cpu" else 0
+            for tier in [t for t in tiers if t in INFER_TIERS]:
+                for fw in args.frameworks:
+                    b = BACKENDS[fw]
+                    mode = b.default_idiomatic(device) if tier == "idiomatic" else next(
+                        m for m in b.modes if m not in b.debug_modes)
+                    out.append(Cell(
+                        framework=fw, workload=workload, mode=mode, device=device,
+                        batch_size=(args.batch_sizes or [WORKLOADS[workload].batch_size])[0],
+                        size=sizes[workload], dataset=datasets[workload], tier=tier,
+                        train=False, scenario="largest", **{**common, "memory_cap": cap}))
+    return out
 
 
 def run(argv: list[str]) -> int:

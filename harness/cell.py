@@ -120,8 +120,9 @@ class CellRun:
             self.record.phase_device_peak_bytes[name] = self.trainer.device_peak_bytes()
         self.save()
 
-    def prepare(self) -> None:
-        """Everything before the timed phase; raises backends.Unavailable to skip."""
+    def open(self) -> tuple[Any, data.Dataset, backends.Spec]:
+        """Pin the threads, import and configure the framework, load the data and describe
+        the model: what every scenario does first. Returns (backend, dataset, spec)."""
         c, r = self.cell, self.record
         w = c.workload_spec
         r.threads = set_threads(c.threads)  # before the framework loads
@@ -140,8 +141,14 @@ class CellRun:
         r.input_shape, r.unit = list(shape), w.unit
         r.items_per_step = c.batch_size * w.items_per_example(shape)
         r.param_count = graph.param_count(spec.model, shape)
-        r.train_step_flops = train_step_flops(spec.model, shape, c.batch_size)
         r.inference_flops = inference_flops(spec.model, shape, c.batch_size)
+        return backend, dataset, spec
+
+    def prepare(self) -> None:
+        """Everything before the timed phase; raises backends.Unavailable to skip."""
+        c, r = self.cell, self.record
+        backend, dataset, spec = self.open()
+        r.train_step_flops = train_step_flops(spec.model, dataset.input_shape, c.batch_size)
 
         with self.phase("build"):
             t0 = clock()

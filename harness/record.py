@@ -107,6 +107,13 @@ class CellRecord:
     phase_device_peak_bytes: dict[str, int | None] = field(default_factory=dict)
     peak_rss_bytes: int | None = None
     nvml_process_bytes: int | None = None
+    # the infer scenario (harness.infer): step_samples_s then holds the request times at the
+    # cell's batch size (throughput), first_step_s that batch's first request
+    latency_batch: int | None = None
+    latency_samples_s: list[float] = field(default_factory=list)  # one per request
+    first_request_s: dict[str, float] = field(default_factory=dict)   # batch size: seconds
+    # batch size: {"max_error", "tolerance", "rows"}: logits against the numpy reference
+    reference_check: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -131,6 +138,9 @@ class Outcome:
     wall_s: float = 0.0
     timing: str = ""                   # turns | alone: <why> (harness.turns)
     partners: list[str] = field(default_factory=list)  # cells timed in the same rotations
+    # --memory-cap (harness.limits): the kernel's OOM killer stopped it, and its cgroup's peak
+    out_of_memory: bool = False
+    memory_peak_bytes: int | None = None
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))

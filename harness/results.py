@@ -9,7 +9,8 @@ Per run, all keyed by ``run_id`` and ``cell_id`` (a cell runs in --repeats fresh
 - ``speedups``: each framework's tuned cell against its idiomatic cell (how much working at it
   buys);
 - ``tuning``: every candidate of every tuned-tier search the run used (``tuning/*.json``);
-- ``losses`` (loss at every training step) and ``samples`` (every steady-state sample).
+- ``losses`` (loss at every training step), ``samples`` (every steady-state sample; infer: every
+  request at the throughput batch) and ``latencies`` (infer: every request at batch 1).
 Run-wide facts (host, versions, GEMM peak, arguments) are in ``run.json`` beside them.
 """
 
@@ -33,19 +34,22 @@ from harness.spec import Cell
 CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run this row belongs to (see run.json)"),
     "cell_id": ("string", "workload-size-framework-tier[-mode]-device-b<batch> (precision if "
-                "not fp32; a tuned cell's id names no mode)"),
+                "not fp32; a tuned cell's id names no mode; -infer for the infer scenario)"),
+    "scenario": ("string", "train (steady-state training step) | infer (deployment: latency "
+                 "per request at batch 1, throughput at batch_size: harness.infer)"),
     "workload": ("string", "workload name (harness.model.workloads)"),
     "size": ("string", "the workload's named size (--size)"),
     "framework": ("string", "torch | tensorflow | jax (noop: the harness self-check)"),
     "tier": ("string", "identical (the same step op for op) | idiomatic (as the framework's "
              "tutorials write it) | tuned (the fastest correct variant of a paired search)"),
-    "mode": ("string", "eager | graph | compiled (a tuned cell: its chosen variant's)"),
+    "mode": ("string", "eager | graph | compiled (a tuned cell: its chosen variant's); infer: "
+             "the path, eager | compiled | export"),
     "variant": ("string", "tuned: the variant its search chose (identical and idiomatic are "
                 "candidates too); else empty"),
     "debug_mode": ("boolean", "a mode nobody trains with (JAX op-by-op eager): kept out of "
                    "verdicts and the tuned search"),
     "device": ("string", "cpu | cuda"),
-    "batch_size": ("Int64", "examples per training step"),
+    "batch_size": ("Int64", "examples per training step (infer: per throughput request)"),
     "dataset": ("string", "dataset name"),
     "unit": ("string", "what throughput counts: images | tokens"),
     "precision": ("string", "fp32 | tf32 | bf16 (settings read back are in `settings`)"),
@@ -53,6 +57,21 @@ CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "reason": ("string", "why a cell failed or was skipped (error tail), else empty"),
     "timing": ("string", "turns (timed in rotation with the cells it is compared with: "
                "harness.turns) | alone: <why> (a debugging mode, the self-check, or no partner)"),
+}
+
+# The infer scenario's own columns (results and summary); there step_* and first_step_s are the
+# requests at the throughput batch, each a call and the copy of its logits to the host.
+INFER_COLUMNS: dict[str, tuple[str, str]] = {
+    "latency_batch": ("Int64", "infer: the batch size latency is measured at (1)"),
+    "latency_requests": ("Int64", "infer: timed requests at the latency batch"),
+    "latency_p50_s": ("Float64", "infer: median latency of one request at batch 1"),
+    "latency_p90_s": ("Float64", "infer: 90th percentile latency at batch 1"),
+    "latency_p99_s": ("Float64", "infer: 99th percentile latency at batch 1"),
+    "latency_above_p99": ("Int64", "infer: requests slower than the p99 (what the p99 rests on)"),
+    "first_request_s": ("Float64", "infer: the first request at batch 1, compiling or exporting "
+                        "that shape (first_step_s: the throughput batch's)"),
+    "reference_error": ("Float64", "infer: largest |logit - numpy reference| / max(1, largest "
+                        "|reference logit|) over the checked batch sizes"),
 }
 
 SCHEMA: dict[str, tuple[str, str]] = {
@@ -120,6 +139,12 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "machine_probe_s": ("Float64", "slowest CPU's time for the fixed machine probe, just before "
                         "the warm-up or just after the samples, whichever was slower"),
     "wall_s": ("Float64", "wall time of the cell process, start to exit"),
+    "memory_cap_bytes": ("Int64", "--memory-cap: the host memory the kernel allowed the process "
+                         "(its own memory cgroup); empty without a cap"),
+    "out_of_memory": ("boolean", "the kernel's OOM killer stopped the process at its cap"),
+    "memory_peak_bytes": ("Int64", "with a cap: the peak of the process's memory cgroup (page "
+                          "cache included): the figure an out-of-memory cell reached"),
+    **INFER_COLUMNS,
 }
 
 SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
@@ -163,17 +188,21 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "compiles": ("Int64", "most compilations or traces of the step in any process"),
     "machine_slowdown": ("Float64", "slowest machine probe of the cell's processes / the run's "
                          "fastest (1.00 = the machine was as quiet as it ever was in this run)"),
+    **INFER_COLUMNS,
 }
 
 RATIO_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run"),
+    "scenario": ("string", "train | infer (infer: time per request at the throughput batch)"),
     "tier": ("string", ""), "workload": ("string", ""), "size": ("string", ""),
     "device": ("string", ""),
     "batch_size": ("Int64", ""),
     "precision": ("string", ""),
+    "metric": ("string", "what is timed: step (train: a training step) | latency (infer: a "
+               "request at batch 1) | request (infer: a request at the throughput batch)"),
     "a": ("string", "cell id of the numerator"), "b": ("string", "cell id of the denominator"),
-    "ratio": ("Float64", "time per step of a / of b (below 1: a is faster); paired: the median "
-              "of the per-rotation ratios, else the ratio of the medians"),
+    "ratio": ("Float64", "time per step (or request) of a / of b (below 1: a is faster); "
+              "paired: the median of the per-rotation ratios, else the ratio of the medians"),
     "ci_low": ("Float64", "bootstrap CI of the ratio at `level`, low end (paired: processes, "
                "then blocks of consecutive rotations resampled)"),
     "ci_high": ("Float64", "bootstrap CI of the ratio at `level`, high end"),
@@ -193,6 +222,7 @@ RATIO_SCHEMA: dict[str, tuple[str, str]] = {
 }
 SPEEDUP_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run"),
+    "scenario": ("string", "train (the tuned tier exists for training only)"),
     "workload": ("string", ""), "size": ("string", ""), "device": ("string", ""),
     "batch_size": ("Int64", ""), "precision": ("string", ""), "framework": ("string", ""),
     "idiomatic": ("string", "cell id of the idiomatic cell"),
@@ -208,6 +238,7 @@ SPEEDUP_SCHEMA: dict[str, tuple[str, str]] = {
     "settle_repeats": ("Int64", "inconclusive: about how many repeats would settle it"),
 }
 TUNING_SCHEMA: dict[str, tuple[str, str]] = {
+    "scenario": ("string", "train (the search is over training-step variants)"),
     "framework": ("string", ""), "workload": ("string", ""), "size": ("string", ""),
     "device": ("string", ""), "batch_size": ("Int64", ""), "precision": ("string", ""),
     "searched": ("string", "when the search ran (a kept search is reused while the machine, "
@@ -229,20 +260,41 @@ TUNING_SCHEMA: dict[str, tuple[str, str]] = {
     "chosen": ("boolean", "the fastest correct candidate: the tuned tier's configuration"),
     "compile_stats": ("string", "JSON: compile counters after the checked steps"),
 }
-LOSSES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "step": "Int64",
-                 "loss": "Float64"}
-SAMPLES_SCHEMA = {"run_id": "string", "cell_id": "string", "repeat": "Int64", "sample": "Int64",
-                  "step_s": "Float64"}
+LARGEST_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "the run"),
+    "scenario": ("string", "largest"),
+    "framework": ("string", ""), "tier": ("string", ""), "mode": ("string", ""),
+    "workload": ("string", ""), "size": ("string", ""), "device": ("string", ""),
+    "precision": ("string", ""),
+    "memory_cap_bytes": ("Int64", "the host-memory cap of every try (CPU); empty on a GPU"),
+    "largest_batch": ("Int64", "the largest batch that trained (empty: none did)"),
+    "oom_batch": ("Int64", "the smallest batch that ran out of memory (empty: none did)"),
+    "tries": ("Int64", "processes the search ran (doubling, then bisection)"),
+    "stopped": ("string", "bisected (to within 12.5%) | fits at the search's limit | the "
+                "failure that ended it"),
+    "step_median_s": ("Float64", "median step time at the largest batch"),
+    "items_per_s": ("Float64", "training throughput at the largest batch (the workload's unit)"),
+    "peak_rss_bytes": ("Int64", "the process's VmHWM at the largest batch"),
+    "memory_peak_bytes": ("Int64", "its memory cgroup's peak at the largest batch (with a cap)"),
+    "oom_peak_bytes": ("Int64", "the figure the out-of-memory try reached (its cgroup's peak)"),
+}
+LOSSES_SCHEMA = {"run_id": "string", "scenario": "string", "cell_id": "string", "repeat": "Int64",
+                 "step": "Int64", "loss": "Float64"}
+SAMPLES_SCHEMA = {"run_id": "string", "scenario": "string", "cell_id": "string",
+                  "repeat": "Int64", "sample": "Int64", "step_s": "Float64"}
+LATENCIES_SCHEMA = {"run_id": "string", "scenario": "string", "cell_id": "string",
+                    "repeat": "Int64", "request": "Int64", "latency_s": "Float64"}
 PHASES = ("import", "build", "first_step", "train", "evaluate", "steady")
 TRAINING_PHASES = ("build", "first_step", "train", "steady")  # device_peak_bytes: evaluation apart
-COMPARISON_KEYS = ["tier", "workload", "size", "device", "batch_size", "precision"]
+COMPARISON_KEYS = ["scenario", "tier", "workload", "size", "device", "batch_size", "precision"]
 
 
-def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Build the per-process table, losses and samples from a run directory's raw files."""
+def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Build the per-process table, losses, samples and latencies from a run directory's raw
+    files."""
     run = RunManifest.read(run_dir)
     run_id = run.run_id
-    rows, losses, samples = [], [], []
+    rows, losses, samples, latencies = [], [], [], []
     for proc_dir in sorted((run_dir / "cells").glob("*/r*/")):
         outcome = Outcome.read(proc_dir / "outcome.json")
         if outcome is None:
@@ -256,21 +308,23 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         peak, sheet = cell_peaks(run, cell.device, cell.precision)
         fields = asdict(record)
         row = {k: fields.get(k) for k in SCHEMA}
-        row.update({k: getattr(cell, k) for k in ("workload", "framework", "tier", "mode",
-                                                  "device", "batch_size", "precision")})
+        row.update({k: getattr(cell, k) for k in ("scenario", "workload", "framework", "tier",
+                                                  "mode", "device", "batch_size", "precision")})
         counters = record.compile_stats
         row.update(
             run_id=run_id, cell_id=cell_id, repeat=repeat, status=outcome.status,
             timing=outcome.timing or None,
             reason=outcome.reason, wall_s=outcome.wall_s,
+            memory_cap_bytes=cell.memory_cap or None, out_of_memory=outcome.out_of_memory,
+            memory_peak_bytes=outcome.memory_peak_bytes,
             size=cell.size_name, dataset=record.dataset or cell.dataset_name,
             framework_version=record.framework_info.get("framework_version"),
             threads=record.threads.get("threads"),
             settings=json.dumps(record.settings) if record.settings else None,
             implementation=json.dumps(record.implementation) if record.implementation else None,
             variant=cell.variant or None,
-            debug_mode=cell.mode in BACKENDS[cell.framework].debug_modes
-            if cell.framework in BACKENDS else False,
+            debug_mode=cell.scenario == "train" and cell.framework in BACKENDS
+            and cell.mode in BACKENDS[cell.framework].debug_modes,
             manifest=json.dumps(record.manifest, sort_keys=True, default=str)
             if record.manifest else None,
             compile_stats=json.dumps(counters) if counters else None,
@@ -286,10 +340,27 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
             q1, med, q3 = np.percentile(step_samples, [25, 50, 75])
             row.update(step_median_s=med, step_q1_s=q1, step_q3_s=q3,
                        step_min_s=min(step_samples))
+        if record.latency_samples_s:
+            row.update(_latency(record.latency_samples_s))
+        checks = [c.get("max_error") for c in record.reference_check.values()]
+        row.update(latency_batch=record.latency_batch,
+                   first_request_s=record.first_request_s.get(str(record.latency_batch)),
+                   reference_error=max(checks) if checks else None)
         rows.append(row)
-        losses += [(run_id, cell_id, repeat, i, v) for i, v in enumerate(record.losses)]
-        samples += [(run_id, cell_id, repeat, i, v) for i, v in enumerate(step_samples)]
-    return (_frame(rows, SCHEMA), _frame(losses, LOSSES_SCHEMA), _frame(samples, SAMPLES_SCHEMA))
+        key = (run_id, cell.scenario, cell_id, repeat)
+        losses += [(*key, i, v) for i, v in enumerate(record.losses)]
+        samples += [(*key, i, v) for i, v in enumerate(step_samples)]
+        latencies += [(*key, i, v) for i, v in enumerate(record.latency_samples_s)]
+    return (_frame(rows, SCHEMA), _frame(losses, LOSSES_SCHEMA), _frame(samples, SAMPLES_SCHEMA),
+            _frame(latencies, LATENCIES_SCHEMA))
+
+
+def _latency(samples: list[float] | np.ndarray) -> dict[str, Any]:
+    """Latency percentiles of requests, and how many requests lie above the p99."""
+    a = np.asarray(samples, float)
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"latency_requests": len(a), "latency_p50_s": p50, "latency_p90_s": p90,
+            "latency_p99_s": p99, "latency_above_p99": int((a > p99).sum())}
 
 
 def cell_peaks(run: RunManifest, device: str,
@@ -313,7 +384,8 @@ def sample_groups(samples: pd.DataFrame) -> dict[str, list[np.ndarray]]:
 
 
 def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
-              peak_flops: float | None = None, gpu_name: str | None = None) -> pd.DataFrame:
+              peak_flops: float | None = None, gpu_name: str | None = None,
+              latencies: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per cell: statistics over all samples of all its processes. MFU divides by the
     peak of the cell's own device and precision, which each row of the table carries
     (``peak_flops_per_s``, ``datasheet_peak_flops_per_s``: ``collect`` fills them from the run's
@@ -354,6 +426,14 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
             row[col] = procs[col].max()
         row["sync_ok"] = bool(ok["sync_ok"].all()) if len(ok) else None
         row["machine_slowdown"] = procs["machine_probe_s"].max() / quietest
+        if first["scenario"] == "infer":
+            row["latency_batch"] = _first(procs["latency_batch"])
+            row["first_request_s"] = cold["first_request_s"].iloc[0] if len(cold) else None
+            row["reference_error"] = procs["reference_error"].max()
+            pooled = latencies[latencies["cell_id"] == cell_id]["latency_s"] \
+                if latencies is not None else []
+            if len(pooled) and len(ok):
+                row.update(_latency(pooled))
         if cell_id in groups and len(ok):
             med, lo, hi = stats.median_ci(groups[cell_id])
             pooled = np.concatenate(groups[cell_id])
@@ -376,7 +456,8 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
                     row["mfu"] = row["achieved_flops_per_s"] / peak
                 if first["device"] == "cuda" and sheet:
                     row["mfu_datasheet"] = row["achieved_flops_per_s"] / sheet
-            if noop_step is not None and first["framework"] != SELF_CHECK:
+            if noop_step is not None and first["framework"] != SELF_CHECK \
+                    and first["scenario"] == "train":
                 row["overhead_fraction"] = (noop_sample + k * noop_step) / (k * med)
         rows.append(row)
     summary = _frame(rows, SUMMARY_SCHEMA)
@@ -403,7 +484,7 @@ def _relate(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def ratios(summary: pd.DataFrame, table: pd.DataFrame, samples: pd.DataFrame,
-           comparisons: int) -> pd.DataFrame:
+           comparisons: int, latencies: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every pair of finished cells of different frameworks within one comparison group (one
     tier), debugging modes left out. Where both were timed in turns, the ratio comes from the
     pairs of samples taken in the same rotations."""
@@ -423,22 +504,79 @@ def ratios(summary: pd.DataFrame, table: pd.DataFrame, samples: pd.DataFrame,
         verdict = stats.verdict(lo, hi)
         repeats = len(paired) if paired else min(len(pooled_a), len(pooled_b))
         rows.append({"run_id": summary["run_id"].iloc[0], **dict(zip(COMPARISON_KEYS, key)),
-                     "a": a, "b": b, "ratio": r, "ci_low": lo, "ci_high": hi, "level": level,
-                     "verdict": verdict,
+                     "metric": "step", "a": a, "b": b, "ratio": r, "ci_low": lo, "ci_high": hi,
+                     "level": level, "verdict": verdict,
                      "settle_repeats": stats.settle_repeats(r, lo, hi, repeats)
                      if verdict == "inconclusive" else None,
                      "paired": bool(paired), "n_pairs": sum(map(len, paired)) or None,
                      "timing": "turns" if paired else "; ".join(sorted(set(
                          table.loc[table["cell_id"].isin([a, b]), "timing"].dropna()))) or None,
                      "unpaired_ratio": u, "unpaired_ci_low": ulo, "unpaired_ci_high": uhi})
-    return _frame(rows, RATIO_SCHEMA)
+    return _frame(rows + infer_ratios(summary, samples, latencies, level), RATIO_SCHEMA)
+
+
+INFER_METRICS = {"latency": "latency_p50_s", "request": "step_median_s"}
+
+
+def infer_heads(cells: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Each framework's fastest finished infer cell by a column (its best path), in the
+    idiomatic tier where the run has it (as people deploy), else the identical tier."""
+    done = cells[(cells["scenario"] == "infer") & cells[column].notna()]
+    if (done["tier"] == "idiomatic").any():
+        done = done[done["tier"] == "idiomatic"]
+    return done.sort_values(column).groupby("framework", sort=False).head(1)
+
+
+def _infer_pairs(summary: pd.DataFrame) -> list[tuple[tuple, str, str, str]]:
+    """(comparison key without tier, metric, cell a, cell b): per infer group and metric, the
+    pairs between each framework's best path. Only these get verdicts; every path's figures
+    are in the summary."""
+    keys = [k for k in COMPARISON_KEYS if k != "tier"]
+    infer = summary[(summary["scenario"] == "infer") & (summary["status"] == "ok")]
+    return [(key, metric, a["cell_id"], b["cell_id"])
+            for key, group in infer.groupby(keys, sort=False)
+            for metric, column in INFER_METRICS.items()
+            for (_, a), (_, b) in combinations(infer_heads(group, column).iterrows(), 2)]
+
+
+def infer_ratios(summary: pd.DataFrame, samples: pd.DataFrame, latencies: pd.DataFrame | None,
+                 level: float) -> list[dict[str, Any]]:
+    """Ratios between the frameworks' best inference paths: latency at batch 1 and time per
+    request at the throughput batch, each cell's processes resampled on its own (infer cells
+    are timed one after another)."""
+    by_metric = {"request": process_samples(samples),
+                 "latency": process_samples(latencies.rename(
+                     columns={"request": "sample", "latency_s": "step_s"}))
+                 if latencies is not None else {}}
+    tier = summary.set_index("cell_id")["tier"]
+    rows = []
+    for key, metric, a, b in _infer_pairs(summary):
+        ga, gb = _groups(by_metric[metric], a), _groups(by_metric[metric], b)
+        if not ga or not gb:
+            continue
+        r, lo, hi = stats.ratio_ci(ga, gb, level)
+        verdict = stats.verdict(lo, hi)
+        scenario, *rest = key
+        rows.append({"run_id": summary["run_id"].iloc[0], "scenario": scenario,
+                     "tier": tier[a] if tier[a] == tier[b] else f"{tier[a]}/{tier[b]}",
+                     **dict(zip([k for k in COMPARISON_KEYS if k not in ("scenario", "tier")],
+                                rest)),
+                     "metric": metric, "a": a, "b": b, "ratio": r, "ci_low": lo, "ci_high": hi,
+                     "level": level, "verdict": verdict,
+                     "settle_repeats": stats.settle_repeats(r, lo, hi, min(len(ga), len(gb)))
+                     if verdict == "inconclusive" else None,
+                     "paired": False, "n_pairs": None,
+                     "timing": "alone: infer cells are timed one after another",
+                     "unpaired_ratio": r, "unpaired_ci_low": lo, "unpaired_ci_high": hi})
+    return rows
 
 
 def _framework_pairs(summary: pd.DataFrame) -> list[tuple[tuple, str, str]]:
-    """(comparison key, cell a, cell b) for every pair of finished cells of different
+    """(comparison key, cell a, cell b) for every pair of finished training cells of different
     frameworks in one comparison group, debugging modes left out."""
     done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()
-                   & (summary["debug_mode"] != True)]  # noqa: E712
+                   & (summary["debug_mode"] != True)  # noqa: E712
+                   & (summary["scenario"] == "train")]
     return [(key, a["cell_id"], b["cell_id"])
             for key, group in done.groupby(COMPARISON_KEYS, sort=False)
             for (_, a), (_, b) in combinations(group.iterrows(), 2)
@@ -489,9 +627,10 @@ def _groups(by_process: dict[tuple[str, int], np.ndarray], cell_id: str) -> list
 
 
 def comparison_count(summary: pd.DataFrame) -> int:
-    """m, the verdicts a run's report states: between-framework ratios and tuned-vs-idiomatic
-    speed-ups (the Bonferroni correction's denominator)."""
-    return len(_framework_pairs(summary)) + len(_tier_pairs(summary))
+    """m, the verdicts a run's report states: between-framework ratios (training, and the best
+    inference paths) and tuned-vs-idiomatic speed-ups (the Bonferroni correction's
+    denominator)."""
+    return len(_framework_pairs(summary)) + len(_infer_pairs(summary)) + len(_tier_pairs(summary))
 
 
 def tuning(run_dir: Path) -> pd.DataFrame:
@@ -503,6 +642,7 @@ def tuning(run_dir: Path) -> pd.DataFrame:
         for c in record.get("candidates", []):
             ci = c.get("vs_identical_ci") or [None, None]
             rows.append({
+                "scenario": "train",
                 **{k: record.get(k) for k in ("framework", "workload", "size", "device",
                                               "batch_size", "precision")},
                 "searched": record.get("created"), "variant": c["variant"], "mode": c["mode"],
@@ -515,6 +655,39 @@ def tuning(run_dir: Path) -> pd.DataFrame:
                 "compile_stats": json.dumps(c["compile_stats"]) if c.get("compile_stats")
                 else None})
     return _frame(rows, TUNING_SCHEMA)
+
+
+def largest(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per largest-batch search, from its tries (``harness.largest``)."""
+    from harness.largest import classify
+
+    tries = table[table["scenario"] == "largest"]
+    keys = ["framework", "tier", "mode", "workload", "size", "device", "precision"]
+    rows = []
+    for key, g in tries.groupby(keys, sort=False):
+        by_batch = {int(r["batch_size"]): classify(
+            r["status"], r["reason"], bool(pd.notna(r["out_of_memory"]) and r["out_of_memory"]))
+            for _, r in g.iterrows()}
+        fit = [b for b, v in by_batch.items() if v == "ok"]
+        best = max(fit) if fit else None
+        oom = [b for b, v in by_batch.items() if v == "oom" and (best is None or b > best)]
+        other = [v for v in by_batch.values() if v not in ("ok", "oom")]
+        row = {"run_id": g["run_id"].iloc[0], "scenario": "largest", **dict(zip(keys, key)),
+               "memory_cap_bytes": _first(g["memory_cap_bytes"]), "largest_batch": best,
+               "oom_batch": min(oom) if oom else None, "tries": len(g),
+               "stopped": other[0] if other else "bisected" if oom and fit
+               else "fits at the search's limit" if fit else "batch 1 does not fit"}
+        if best is not None:
+            r = g[g["batch_size"] == best].iloc[0]
+            row.update(step_median_s=r["step_median_s"],
+                       items_per_s=r["items_per_step"] / r["step_median_s"]
+                       if pd.notna(r["step_median_s"]) else None,
+                       peak_rss_bytes=r["peak_rss_bytes"],
+                       memory_peak_bytes=r["memory_peak_bytes"])
+        if oom:
+            row["oom_peak_bytes"] = g[g["batch_size"] == min(oom)]["memory_peak_bytes"].iloc[0]
+        rows.append(row)
+    return _frame(rows, LARGEST_SCHEMA)
 
 
 def _first(values: pd.Series) -> Any:
@@ -550,22 +723,23 @@ def conform(table: pd.DataFrame) -> pd.DataFrame:
 
 TABLES = {"results": SCHEMA, "summary": SUMMARY_SCHEMA, "ratios": RATIO_SCHEMA,
           "speedups": SPEEDUP_SCHEMA, "tuning": TUNING_SCHEMA, "losses": LOSSES_SCHEMA,
-          "samples": SAMPLES_SCHEMA}
-SMALL_TABLES = ("results", "summary", "ratios", "speedups", "tuning")  # also written as CSV
+          "samples": SAMPLES_SCHEMA, "latencies": LATENCIES_SCHEMA, "largest": LARGEST_SCHEMA}
+SMALL_TABLES = ("results", "summary", "ratios", "speedups", "tuning", "largest")  # also CSV
 
 
 def write(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Collect a run's raw outputs and save every table as Parquet (and the small ones as CSV)."""
-    table, losses, samples = collect(run_dir)
+    table, losses, samples, latencies = collect(run_dir)
     run = RunManifest.read(run_dir)
     gpus = run.host.get("gpus") or [{}]
     groups = sample_groups(samples)
-    summary = summarize(table, groups, run.peak_flops_per_s, gpus[0].get("name"))
+    summary = summarize(table, groups, run.peak_flops_per_s, gpus[0].get("name"), latencies)
     m = comparison_count(summary)
     tables = {"results": table, "summary": summary,
-              "ratios": ratios(summary, table, samples, m),
+              "ratios": ratios(summary, table, samples, m, latencies),
               "speedups": speedups(summary, samples, m), "tuning": tuning(run_dir),
-              "losses": losses, "samples": samples}
+              "losses": losses, "samples": samples, "latencies": latencies,
+              "largest": largest(table)}
     for name, df in tables.items():
         df.to_parquet(run_dir / f"{name}.parquet", index=False)
         if name in SMALL_TABLES:
@@ -584,7 +758,10 @@ def load(run_dir: Path, lenient: bool = False) -> dict[str, pd.DataFrame]:
         path = run_dir / f"{name}.parquet"
         df = pd.read_parquet(path) if path.exists() or not lenient else pd.DataFrame()
         if lenient:
-            df = df.assign(**{c: pd.NA for c in schema if c not in df.columns})
+            # a run from before scenarios measured training only
+            old = {"scenario": "train", "metric": "step"}
+            df = df.assign(**{c: old.get(c, pd.NA) if len(df) else pd.NA
+                              for c in schema if c not in df.columns})
         tables[name] = _typed(df, schema)
     return tables
 

@@ -23,16 +23,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness import turns
+from harness import largest, turns
 from harness.backends import BACKENDS, SELF_CHECK
 from harness.cell import CELL_ENV, OUT_ENV
+from harness.limits import MemoryCap
 from harness.measure import clock
 from harness.record import CellRecord
 from harness.record import Outcome as OutcomeFile
 from harness.spec import Cell
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH_FILE = ROOT / "benchmarks" / "test_train_step.py"
+BENCH_FILES = {"train": ROOT / "benchmarks" / "test_train_step.py",
+               "infer": ROOT / "benchmarks" / "test_infer.py",
+               "largest": ROOT / "benchmarks" / "test_largest_batch.py"}  # one per scenario
 LOG_TAIL_CHARS = 3000
 
 
@@ -45,17 +48,21 @@ class Outcome:
     record: CellRecord = field(default_factory=CellRecord)
     timing: str = ""                 # turns | alone: <why>
     partners: list[str] = field(default_factory=list)  # the cells timed in the same rotations
+    out_of_memory: bool = False      # stopped by the kernel at its --memory-cap
+    memory_peak_bytes: int | None = None  # its memory cgroup's peak (with --memory-cap)
 
 
 Command = Callable[[Cell, Path, str], list[str]]
 
 
 def cell_command(cell: Cell, out_dir: Path, python: str) -> list[str]:
-    """pytest on the steady-state benchmark, its pytest-benchmark JSON kept in the cell's folder."""
-    if not BENCH_FILE.exists():
-        raise FileNotFoundError(f"{BENCH_FILE} not found: run framebench from a source checkout "
+    """pytest on the cell's scenario's benchmark, its pytest-benchmark JSON kept in the cell's
+    folder."""
+    bench_file = BENCH_FILES[cell.scenario]
+    if not bench_file.exists():
+        raise FileNotFoundError(f"{bench_file} not found: run framebench from a source checkout "
                                 "(pip install -e .)")
-    return [python, "-m", "pytest", str(BENCH_FILE), "-q", "-s", "-p", "pytest_benchmark.plugin",
+    return [python, "-m", "pytest", str(bench_file), "-q", "-s", "-p", "pytest_benchmark.plugin",
             "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(ROOT),
             f"--benchmark-json={out_dir / 'benchmark.json'}"]
 
@@ -114,10 +121,43 @@ def framework_version(python: str, import_name: str) -> str | None:
 def turn_key(cell: Cell) -> tuple | None:
     """Cells with the same key are compared, so they are timed in turns; None: timed alone."""
     info = BACKENDS.get(cell.framework)
-    if cell.framework == SELF_CHECK or info is None or cell.mode in info.debug_modes:
+    if cell.framework == SELF_CHECK or info is None or cell.mode in info.debug_modes \
+            or cell.scenario != "train":
         return None
     return (cell.repeat, cell.tier, cell.workload, cell.size_name, cell.device, cell.batch_size,
             cell.precision)
+
+
+def _search_largest(cell: Cell, run_dir: Path, pythons: dict[str, str], timeout_s: float,
+                    command: Command, on_start: Callable[[Cell], None] | None,
+                    finish: Callable[[Outcome], None],
+                    launchable: Callable[[Cell], bool]) -> None:
+    """The largest-batch search of one cell (harness.largest): each try a process of its own,
+    at its batch size, timed alone."""
+    def attempt(batch: int) -> str:
+        c = replace(cell, batch_size=batch)
+        if not launchable(c):
+            return "skipped"
+        if on_start:
+            on_start(c)
+        outcome = _Process(c, run_dir, pythons, command, turn=False).wait(timeout_s)
+        finish(replace(outcome, timing=f"alone: {_alone_reason(c)}"))
+        if outcome.status == "interrupted":
+            return "interrupted"
+        return largest.classify(outcome.status, outcome.reason, outcome.out_of_memory)
+
+    largest.search(cell.batch_size, attempt)
+
+
+def _alone_reason(cell: Cell) -> str:
+    if cell.scenario == "largest":
+        return "a try of the largest-batch search: one process per batch size"
+    if cell.scenario != "train":
+        return (f"the {cell.scenario} scenario's cells run one after another (its two "
+                "measurements, latency then throughput, are not timed in turns)")
+    if turn_key(cell) is None:
+        return "debugging mode or self-check: not compared"
+    return "no other cell of its comparison group ran"
 
 
 def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | None = None,
@@ -147,7 +187,8 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
     def finish(outcome: Outcome) -> None:
         out_dir = run_dir / "cells" / outcome.cell.id / f"r{outcome.cell.repeat}"
         OutcomeFile(outcome.status, outcome.reason, outcome.wall_s, outcome.timing,
-                    outcome.partners).save(out_dir / "outcome.json")
+                    outcome.partners, outcome.out_of_memory,
+                    outcome.memory_peak_bytes).save(out_dir / "outcome.json")
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)
@@ -180,14 +221,18 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
     for cell in cells:
         if (cell.id, cell.repeat) in started:
             continue
+        if cell.scenario == "largest":
+            _search_largest(cell, run_dir, pythons, timeout_s, command, on_start, finish,
+                            launchable)
+            if any(o.status == "interrupted" for o in outcomes):
+                break
+            continue
         members = groups.get(turn_key(cell), []) if cell.id not in alone else []
         live = [c for c in (members or [cell]) if launchable(c)]
         if len(live) > 1:
             _run_turns(live, run_dir, pythons, timeout_s, command, on_start, finish)
         elif live:
-            why = alone.get(cell.id) or ("debugging mode or self-check: not compared"
-                                         if turn_key(cell) is None
-                                         else "no other cell of its comparison group ran")
+            why = alone.get(cell.id) or _alone_reason(cell)
             if on_start:
                 on_start(live[0])
             proc = _Process(live[0], run_dir, pythons, command, turn=False)
@@ -215,9 +260,17 @@ class _Process:
             child_fds = (to_cell[0], from_cell[1])
             env[turns.TURNS_ENV] = f"{to_cell[0]},{from_cell[1]}"
             self.channel = turns.Channel(from_cell[0], to_cell[1])
+        argv = command(cell, self.out_dir, python)
+        # --memory-cap on a CPU cell: the process joins a memory cgroup of its own before it
+        # runs anything, and the kernel holds it to the cap (harness.limits)
+        self.cap = MemoryCap(cell.memory_cap) if cell.memory_cap and cell.device == "cpu" \
+            else None
+        if self.cap is not None:
+            argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"',
+                    str(self.cap.path / "cgroup.procs"), *argv]
         self.t0 = clock()
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(command(cell, self.out_dir, python), stdout=log,
+            self.proc = subprocess.Popen(argv, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, cwd=ROOT, pass_fds=child_fds,
                                          start_new_session=True)  # Ctrl-C reaches us only
@@ -245,9 +298,19 @@ class _Process:
         record = CellRecord.read(self.out_dir / "cell.json")
         if status is None:
             status, reason = _judge(rc, record)
+        oom, peak = False, None
+        if self.cap is not None:
+            oom, peak = self.cap.oom_killed(), self.cap.peak_bytes()
+            self.cap.close()
+            if oom:
+                status, reason = "failed", (
+                    f"out of memory: the kernel stopped it at the --memory-cap of "
+                    f"{self.cap.limit / 2**20:.0f} MiB (its peak: "
+                    f"{(peak or 0) / 2**20:.0f} MiB; finished phases are kept)")
         if status == "failed":
             reason = f"{reason}\n--- log tail ---\n{_tail(self.log_path)}"
-        return Outcome(self.cell, status, reason, wall, record)
+        return Outcome(self.cell, status, reason, wall, record, out_of_memory=oom,
+                       memory_peak_bytes=peak)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

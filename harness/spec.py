@@ -12,16 +12,27 @@ from dataclasses import asdict, dataclass, fields
 from harness.model.workload import Workload
 from harness.model.workloads import WORKLOADS
 
-__all__ = ["DEVICES", "PRECISIONS", "WORKLOADS", "Cell", "Workload", "check_choice"]
+__all__ = ["DEVICES", "INFER_PATHS", "INFER_TIERS", "PRECISIONS", "SCENARIOS", "WORKLOADS",
+           "Cell", "Workload", "check_choice"]
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "tf32", "bf16")
+SCENARIOS = {
+    "train": "steady-state training throughput (benchmarks/test_train_step.py)",
+    "infer": "deployment: latency per request at batch 1 and throughput at a large batch, "
+             "eager, compiled and exported (benchmarks/test_infer.py)",
+    "largest": "the largest batch that trains under the memory cap (CPU) or in device memory "
+               "(GPU): doubling, then bisection, one process per try "
+               "(benchmarks/test_largest_batch.py)",
+}
+INFER_PATHS = ("eager", "compiled", "export")  # the infer scenario's modes
+INFER_TIERS = ("identical", "idiomatic")  # the tuned tier's variants change the training step
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One benchmark cell: framework x tier x workload x size x mode x device x batch size (and
-    its budget). A cell runs in a fresh process of its own. New axes are new fields with
+    """One benchmark cell: scenario x framework x tier x workload x size x mode x device x batch
+    size (and its budget). A cell runs in a fresh process of its own. New axes are new fields with
     defaults, so old results stay readable.
 
     A tuned cell names no mode until its search (``harness.tune``) has chosen a variant; its id
@@ -44,6 +55,8 @@ class Cell:
     size: str = ""          # "" = the workload's default size
     tier: str = "identical"  # identical | idiomatic | tuned (harness.backends.TIERS)
     variant: str = ""       # tuned: the variant the search chose
+    scenario: str = "train"  # SCENARIOS; infer: mode is one of INFER_PATHS
+    memory_cap: int = 0     # bytes of host memory the kernel allows the process (0: no cap)
 
     @property
     def workload_spec(self) -> Workload:
@@ -62,8 +75,9 @@ class Cell:
         """Names the measurement, not the process: repeats share it."""
         suffix = "" if self.precision == "fp32" else f"-{self.precision}"
         mode = "" if self.tier == "tuned" else f"-{self.mode}"
+        scenario = "" if self.scenario == "train" else f"-{self.scenario}"
         return (f"{self.workload}-{self.size_name}-{self.framework}-{self.tier}{mode}"
-                f"-{self.device}-b{self.batch_size}{suffix}")
+                f"-{self.device}-b{self.batch_size}{suffix}{scenario}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

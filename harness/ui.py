@@ -26,12 +26,15 @@ def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console,
                   refresh_per_second=1) as progress:  # the cells share these CPUs
-        task = progress.add_task("cells", total=len(cells))
+        # a largest-batch search runs as many processes as it needs: each counts when it ends
+        task = progress.add_task("cells", total=sum(c.scenario != "largest" for c in cells))
 
         def start(cell: Cell) -> None:
             progress.update(task, description=cell.id)
 
         def done(outcome: runner.Outcome) -> None:
+            if outcome.cell.scenario == "largest":
+                progress.update(task, total=progress.tasks[task].total + 1)
             progress.advance(task)
             style = STATUS_STYLE.get(outcome.status, "")
             first = (outcome.reason or "").strip().splitlines()[:1]
@@ -89,8 +92,8 @@ def _fmt(value: float, fmt: str) -> str:
 def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> None:
     t = Table(title=f"framebench {run_dir.name}")
     left = ("workload", "framework", "tier", "mode")
-    for col in (*left, "status", "median step (95% CI) ms", "throughput /s", "first step s",
-                "peak RSS MiB", "MFU", "quality"):
+    for col in (*left, "status", "median step / request (95% CI) ms", "throughput /s",
+                "first step s", "peak RSS MiB", "MFU", "quality (infer: latency at batch 1)"):
         t.add_column(col, justify="left" if col in left else "right")
     real = summary[summary["framework"] != SELF_CHECK]
     for _, r in real.sort_values(["workload", "step_median_s"]).iterrows():
@@ -98,6 +101,11 @@ def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> No
         quality = (f"ppl {r['test_perplexity']:.2f}" if pd.notna(r["test_perplexity"])
                    else _fmt(r["test_accuracy"], ".3f"))
         mode = f"{r['variant']} ({r['mode']})" if r["tier"] == "tuned" else r["mode"]
+        if r["scenario"] == "infer":  # a request at the throughput batch; latency at batch 1
+            mode = f"infer: {mode}"
+            quality = (f"p50 {r['latency_p50_s'] * 1e3:.3f} ms, p99 "
+                       f"{r['latency_p99_s'] * 1e3:.3f} ms" if pd.notna(r["latency_p50_s"])
+                       else "–")
         t.add_row(f"{r['workload']} {r['size']}", r["framework"], r["tier"], mode,
                   f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",
                   f"{r['step_median_s'] * 1e3:.3f} ({r['step_ci_low_s'] * 1e3:.3f}–"

@@ -40,6 +40,10 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
         (["--epochs", "0"], "--epochs must be positive"),
         (["--precision", "fp8"], "valid precisions: fp32, tf32, bf16"),
         (["--threads", "999"], "--threads must be between 1 and"),
+        (["--memory-cap", "lots"], "a memory size must be a positive number"),
+        (["--memory-cap", "0G"], "a memory size must be a positive number"),
+        (["--scenarios", "serve"], "valid scenarios: train, infer, largest"),
+        (["--scenarios", "infer", "--tiers", "tuned"], "the infer and largest scenarios run"),
         (["--modes", "graph", "--frameworks", "torch"], "tensorflow: eager, graph, compiled"),
     ]:
         proc = run_cli(*args, "--results-dir", "r", cwd=tmp_path)
@@ -50,9 +54,13 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
 
 def test_end_to_end_run(small_run: Path) -> None:
     run_dir = small_run / "results" / "small"
-    table = pd.read_parquet(run_dir / "results.parquet")
-    # 2 workloads x 3 tiers x 3 frameworks + the no-op self-check
-    assert len(table) == 19 and set(table["status"]) == {"ok"}, table[["cell_id", "reason"]]
+    everything = pd.read_parquet(run_dir / "results.parquet")
+    # training: 2 workloads x 3 tiers x 3 frameworks + the no-op self-check; inference (--quick:
+    # the idiomatic tier's compiled path): 2 workloads x 3 frameworks
+    assert len(everything) == 25 and set(everything["status"]) == {"ok"}, \
+        everything[["cell_id", "reason"]]
+    assert everything["scenario"].value_counts().to_dict() == {"train": 19, "infer": 6}
+    table = everything[everything["scenario"] == "train"]
     assert set(table["framework"]) == {"torch", "tensorflow", "jax", "noop"}
     real = table[table["framework"] != "noop"]
     assert real.groupby("tier").size().to_dict() == {"identical": 6, "idiomatic": 6, "tuned": 6}
@@ -99,12 +107,51 @@ def test_end_to_end_run(small_run: Path) -> None:
     # of samples taken in the same rotations, and carries a corrected three-outcome verdict.
     assert set(real["timing"]) == {"turns"}
     assert table.set_index("framework").loc["noop", "timing"].startswith("alone")
-    ratios = pd.read_parquet(run_dir / "ratios.parquet")
+    all_ratios = pd.read_parquet(run_dir / "ratios.parquet")
+    ratios = all_ratios[all_ratios["metric"] == "step"]
     assert len(ratios) == 18 and ratios["paired"].all() and (ratios["n_pairs"] >= 30).all()
-    m = len(ratios) + len(speedups)
+    # inference: the frameworks' best paths, per workload, on latency and on throughput
+    assert all_ratios[all_ratios["metric"] != "step"].groupby("metric").size().to_dict() == {
+        "latency": 6, "request": 6}
+    m = len(all_ratios) + len(speedups)
     assert ratios["level"].eq(1 - 0.05 / m).all() and speedups["level"].eq(1 - 0.05 / m).all()
     assert set(ratios["verdict"]) <= {"faster", "slower", "equivalent", "inconclusive"}
     assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
+
+
+def test_end_to_end_inference(small_run: Path) -> None:
+    """Every framework's infer cell: latency percentiles at batch 1 from pytest-benchmark's
+    per-request samples, throughput at the large batch, first requests timed apart, logits
+    checked against the numpy reference; the tables carry them."""
+    run_dir = small_run / "results" / "small"
+    summary = pd.read_parquet(run_dir / "summary.parquet")
+    infer = summary[summary["scenario"] == "infer"].set_index("cell_id")
+    assert sorted(infer.index) == sorted(
+        f"{w}-small-{fw}-idiomatic-compiled-cpu-b{b}-infer"
+        for w, b in (("mlp", 256), ("transformer", 64)) for fw in ("torch", "tensorflow", "jax"))
+    assert (infer["status"] == "ok").all() and (infer["latency_batch"] == 1).all()
+    assert (infer["latency_requests"] >= 200).all() and (infer["latency_above_p99"] >= 1).all()
+    assert (infer["latency_p50_s"] <= infer["latency_p90_s"]).all()
+    assert (infer["latency_p90_s"] <= infer["latency_p99_s"]).all()
+    assert (infer["reference_error"] < 1e-3).all()
+    assert (infer["first_request_s"] > infer["latency_p50_s"]).all()  # it compiled
+    assert (infer["items_per_s"] > 0).all() and infer["train_step_flops"].isna().all()
+    lm = infer.loc["transformer-small-jax-idiomatic-compiled-cpu-b64-infer"]
+    assert lm["items_per_s"] == pytest.approx(64 * 64 / lm["step_median_s"])  # tokens
+    latencies = pd.read_parquet(run_dir / "latencies.parquet")
+    for cell_id, r in infer.iterrows():
+        bench = json.loads((run_dir / "cells" / cell_id / "r0" / "benchmark.json").read_text())
+        latency, throughput = bench["benchmarks"]  # pytest-benchmark's own JSON, both tests
+        assert latency["name"].startswith("test_latency") and throughput["name"].startswith(
+            "test_throughput")
+        mine = latencies[latencies["cell_id"] == cell_id]["latency_s"].to_numpy()
+        assert mine.tolist() == latency["stats"]["data"] and len(mine) == r["latency_requests"]
+        assert len(throughput["stats"]["data"]) == r["n_samples"] >= 30
+        manifest = json.loads(pd.read_parquet(run_dir / "results.parquet").set_index(
+            "cell_id").loc[cell_id, "manifest"])
+        assert manifest["path"] == "compiled" and manifest["scenario"] == "infer"
+    assert set(pd.read_parquet(run_dir / "results.parquet").query("scenario == 'infer'")[
+        "timing"].str[:6]) == {"alone:"}
 
 
 def test_tune_searches_and_a_run_keeps_the_search(tmp_path: Path) -> None:
@@ -127,7 +174,7 @@ def test_repeats_interleave_frameworks() -> None:
 
     cells = make_cells(run_parser().parse_args(
         ["--workloads", "mlp", "--modes", "compiled", "--repeats", "2", "--tiers",
-         "identical"]))
+         "identical", "--scenarios", "train"]))
     assert {c.size for c in cells} == {"small"} and {c.dataset for c in cells} == {"digits"}
     assert cells[0].framework == "noop"
     order = [(c.framework, c.repeat) for c in cells[1:]]
@@ -143,7 +190,7 @@ def test_tiers_and_modes_by_default_quick_and_full() -> None:
     def cells(*argv: str) -> list[tuple[str, str, str]]:
         made = make_cells(run_parser().parse_args(["--workloads", "mlp", "--repeats", "1",
                                                    *argv]))
-        return [(c.framework, c.tier, c.mode) for c in made[1:]]
+        return [(c.framework, c.tier, c.mode) for c in made[1:] if c.scenario == "train"]
 
     default = cells()
     assert ("tensorflow", "idiomatic", "graph") in default  # Keras's jit_compile="auto" on CPU
@@ -153,6 +200,38 @@ def test_tiers_and_modes_by_default_quick_and_full() -> None:
     assert ("jax", "identical", "eager") in full  # the debugging mode only when asked for
     assert ("jax", "identical", "eager") not in cells("--tiers", "identical")
     assert len(full) == 7 + 5 + 3  # identical modes, idiomatic modes, one tuned per framework
+
+
+def test_scenarios_by_default_quick_and_full() -> None:
+    """Default: training and every inference path of the idiomatic tier (one process each
+    unless --repeats is given); --quick: the idiomatic compiled path; --full: both inference
+    tiers and the largest-batch search, once per framework (its tries are fresh processes)."""
+    from harness.__main__ import make_cells, run_parser
+
+    def cells(*argv: str) -> list:
+        return make_cells(run_parser().parse_args(list(argv)))[1:]
+
+    default = cells()
+    assert {c.scenario for c in default} == {"train", "infer"}
+    infer = [c for c in default if c.scenario == "infer"]
+    assert len(infer) == 5 * 3 * 3 and {c.tier for c in infer} == {"idiomatic"}
+    assert {c.mode for c in infer} == {"eager", "compiled", "export"}
+    assert {(c.workload, c.batch_size) for c in infer} == {
+        ("mlp", 256), ("cnn", 256), ("resnet", 128), ("transformer", 64), ("lstm", 64)}
+    assert not any(c.train for c in infer) and {c.repeat for c in infer} == {0}
+    assert len([c for c in cells("--repeats", "2") if c.scenario == "infer"]) == 2 * 45
+    quick = cells("--quick")
+    assert {(c.tier, c.mode) for c in quick if c.scenario == "infer"} == {
+        ("idiomatic", "compiled")}
+    full = cells("--full", "--workloads", "resnet")
+    assert {c.tier for c in full if c.scenario == "infer"} == {"identical", "idiomatic"}
+    searches = [c for c in full if c.scenario == "largest"]
+    assert len(searches) == 2 * 3 and {c.repeat for c in searches} == {0}
+    assert {c.memory_cap for c in searches} == {2**31}
+    assert ("tensorflow", "idiomatic", "graph") in {(c.framework, c.tier, c.mode)
+                                                    for c in searches}
+    capped = cells("--scenarios", "largest", "--memory-cap", "1G", "--workloads", "lstm")
+    assert {(c.workload, c.tier, c.memory_cap) for c in capped} == {("lstm", "idiomatic", 2**30)}
 
 
 def test_readme_documents_the_schema_and_test_command() -> None:

@@ -59,7 +59,12 @@ def test_report_renders_every_section(small_run: Path) -> None:
     for cls in ("choice", "search", "phases", "phase-breakdown", "ratios", "pareto", "steps",
                 "losses", "certificate", "caveats"):
         assert page.classes.count(cls) == 2, cls
-    assert page.classes.count("profile") == 1 and page.classes.count("not-measured") == 2
+    assert page.classes.count("profile") == 1 and page.classes.count("not-measured") == 1
+    # the infer scenario: its table, chart and the decision's latency and inference columns
+    assert {"inference", "infer-table"} <= page.ids
+    assert "answers one request soonest" in html or "answer one request equally fast" in html
+    assert "serves large batches fastest" in html or "serve large batches equally" in html
+    assert "Inference latency at batch 1" in html and "requests above" in html
     assert "Every cell finished." in html
     assert "trains fastest (tuned tier)" in html or "train equally fast (tuned tier)" in html
     assert "Tuned against idiomatic" in html and "As users write it" in html

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import results, runner
+from harness import limits, results, runner
 from harness.spec import Cell
 
 REAL = Cell("torch", "mlp", "eager", epochs=1, steady_seconds=0.2)
@@ -156,3 +157,49 @@ def test_cells_asked_to_run_alone_say_why(tmp_path: Path) -> None:
                                 alone={c.id: "--timing alone" for c in TURN_CELLS[:2]})
     assert [o.timing for o in outcomes] == ["alone: --timing alone"] * 2
     assert all(o.status == "ok" for o in outcomes)
+
+
+def test_a_cell_over_its_memory_cap_is_stopped_by_the_kernel_and_recorded(
+        tmp_path: Path) -> None:
+    """--memory-cap for real: the kernel's OOM killer stops a process that allocates past its
+    cgroup's limit; the cell is recorded as out of memory with the peak it reached and what it
+    measured before, and the next cell (a real, capped training cell) runs and finishes."""
+    pytest.importorskip("torch")
+    cap = 200 * 2**20
+    try:
+        limits.MemoryCap.check(cap)
+    except PermissionError as exc:
+        pytest.skip(f"no memory cgroup can be made here: {exc}")
+    hog = Cell("jax", "cnn", "eager", memory_cap=cap)
+    real = dataclasses.replace(REAL, memory_cap=4 * 2**30)
+
+    def command(cell: Cell, out_dir: Path, python: str) -> list[str]:
+        if cell != hog:
+            return runner.cell_command(cell, out_dir, python)
+        record = json.dumps({"status": "running", "import_s": 0.5})
+        return [python, "-c", f"open({str(out_dir / 'cell.json')!r}, 'w').write({record!r}); "
+                "print('allocating', flush=True); "
+                "blocks = [b'x' * (50 * 2**20) for _ in range(40)]"]  # 2 GiB, touched
+
+    outcomes = runner.run_cells([hog, real], tmp_path, timeout_s=120, command=command)
+    by_cell = {o.cell: o for o in outcomes}
+    o = by_cell[hog]
+    assert o.status == "failed" and o.out_of_memory, o.reason
+    assert o.reason.startswith("out of memory: the kernel stopped it at the --memory-cap of "
+                               "200 MiB") and "allocating" in o.reason
+    assert 0.9 * cap <= o.memory_peak_bytes <= cap + 2**20
+    assert o.record.import_s == 0.5  # what it measured before is kept
+    assert by_cell[real].status == "ok" and not by_cell[real].out_of_memory, by_cell[real].reason
+    assert by_cell[real].memory_peak_bytes > 100 * 2**20  # a real framework, held to 4 GiB
+    (tmp_path / "run.json").write_text('{"run_id": "cap"}')
+    table = results.write(tmp_path)["results"].set_index("cell_id")
+    assert bool(table.loc[hog.id, "out_of_memory"]) and table.loc[hog.id, "memory_cap_bytes"] == cap
+    assert not list(Path(limits._own_cgroup()[1]).glob("framebench-*"))  # cgroups removed
+
+
+def test_memory_sizes_parse_with_units() -> None:
+    assert limits.parse_bytes("4G") == 4 * 2**30 and limits.parse_bytes("512m") == 512 * 2**20
+    assert limits.parse_bytes("1.5GiB") == int(1.5 * 2**30) and limits.parse_bytes("1000") == 1000
+    for bad in ("", "-1G", "4X", "G"):
+        with pytest.raises(ValueError, match="positive number"):
+            limits.parse_bytes(bad)

@@ -157,6 +157,29 @@ IDIOMATIC_DESCRIPTIONS = {
     ("jax", "compiled"): "Flax NNX modules, nnx.Optimizer over optax, nnx.jit train step",
 }
 
+# The infer scenario's paths (harness.spec.INFER_PATHS) in each framework: harness.infer runs
+# them through harness/backends/<fw>/infer.py
+INFER_DESCRIPTIONS = {
+    ("torch", "eager"): "module.eval() called under torch.inference_mode()",
+    ("torch", "compiled"): "torch.compile(module) at its defaults, under torch.inference_mode()",
+    ("torch", "export"): "torch.export.export per batch shape, torch.export.save to bytes, "
+                         "torch.export.load, ExportedProgram.module() under inference_mode",
+    ("tensorflow", "eager"): "the forward called eagerly (op by op), training=False",
+    ("tensorflow", "compiled"): "tf.function(forward, jit_compile=True): XLA, one trace per "
+                                "batch shape",
+    ("tensorflow", "export"): "a SavedModel (Keras: model.export; identical: "
+                              "tf.saved_model.save of a tf.Module), reloaded with "
+                              "tf.saved_model.load and called through its serving function "
+                              "(graph, no XLA: as TF Serving runs it)",
+    ("jax", "eager"): "the forward without jit: op-by-op dispatch (nnx: the module called "
+                      "directly)",
+    ("jax", "compiled"): "jax.jit of the forward (idiomatic: nnx.jit), one compilation per "
+                         "batch shape",
+    ("jax", "export"): "jax.export.export(jax.jit(forward)) per batch shape to StableHLO, "
+                       "Exported.serialize(), jax.export.deserialize, called as "
+                       "jax.jit(exported.call)(params, x)",
+}
+
 ALL_MODES = tuple(dict.fromkeys(m for b in FRAMEWORKS.values() for m in b.modes))
 
 

@@ -94,6 +94,7 @@ class Workload:
     optimizer: Adam = Adam()
     schedule: WarmupCosine | None = None
     batch_size: int = 32
+    infer_batch_size: int = 256              # the infer scenario's throughput batch
     epochs: float = 10                       # training budget (fractions allowed)
     metrics: tuple[str, ...] = ("accuracy",)
     image_shape: Shape | None = None         # canonical image shape (synthetic data takes it)

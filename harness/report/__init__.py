@@ -27,6 +27,8 @@ from harness import stats
 from harness.backends import SELF_CHECK, TIER_DESCRIPTIONS
 from harness.record import RunManifest
 from harness.report.charts import (
+    batch_figure,
+    latency_figure,
     loss_figure,
     pareto_figure,
     pareto_front,
@@ -44,7 +46,15 @@ from harness.report.decide import (
     decision,
     overall,
 )
-from harness.report.evidence import cell_rows, choice_rows, findings, ratio_rows, search_rows
+from harness.report.evidence import (
+    cell_rows,
+    choice_rows,
+    findings,
+    infer_rows,
+    largest_rows,
+    ratio_rows,
+    search_rows,
+)
 from harness.report.fairness import (
     caveats,
     device_peak,
@@ -77,14 +87,20 @@ def context(run_dir: Path) -> dict[str, Any]:
     per_process = tables["results"]
     run = asdict(RunManifest.read(run_dir))
     noop = summary[summary["framework"] == SELF_CHECK]
-    real = summary[summary["framework"] != SELF_CHECK]
     order = {w: i for i, w in enumerate(run["workloads"])}
-    real = real.sort_values("workload", key=lambda w: w.map(order), kind="stable")
+    measured = summary[summary["framework"] != SELF_CHECK].sort_values(
+        "workload", key=lambda w: w.map(order), kind="stable")
+    real = measured[measured["scenario"] == "train"]
+    infer = measured[measured["scenario"] == "infer"]
     manifests = {r["cell_id"]: json.loads(r["manifest"]) for _, r in
                  per_process[per_process["repeat"] == 0].iterrows()
                  if not is_missing(r["manifest"])}
-    decisions = [decision(cells, ratios) for _, cells in _groups(
-        real, ["workload", "size", "device", "batch_size", "precision"])]
+    where = ["workload", "size", "device", "precision"]
+    decisions = [decision(cells, ratios, infer.merge(cells[where].drop_duplicates()))
+                 for _, cells in _groups(real, [*where, "batch_size"])]
+    if real.empty:  # an infer-only run: decide on inference alone
+        decisions = [decision(cells.iloc[:0], ratios, cells) for _, cells in
+                     _groups(infer, where)]
     several = {"size": real.groupby("workload")["size"].nunique().max() > 1,
                **{k: real.groupby(["workload", "size", "device"])[k].nunique(dropna=False)
                   .max() > 1 for k in ("batch_size", "precision")}}
@@ -137,6 +153,8 @@ def context(run_dir: Path) -> dict[str, Any]:
     device_peaks = run.get("device_peaks") or {}
     return {
         "run": run, "sections": sections, "trust": checks, "decisions": decisions,
+        "infer": infer_rows(infer), "latency_chart": latency_figure(infer),
+        "largest": largest_rows(tables["largest"]), "batch_chart": batch_figure(measured),
         "criteria": CRITERIA, "priorities": PRIORITIES, "not_measured": NOT_MEASURED,
         "overall": overall(decisions), "profile": profile_figure(decisions),
         "correction": correction(ratios), "margin": f"{stats.EQUIVALENCE_MARGIN:.0%}",

@@ -207,3 +207,65 @@ def loss_figure(cells: pd.DataFrame, losses: pd.DataFrame) -> str:
                       legend=dict(font=dict(size=10)))
     return _figure_html(fig, 400)
 
+
+
+def latency_figure(infer: pd.DataFrame) -> str:
+    """Per workload, each framework's paths: p50 latency at batch 1 as a bar, whiskers to the
+    p90 and p99 (log scale: paths differ by orders of magnitude)."""
+    ok = infer[(infer["status"] == "ok") & infer["latency_p50_s"].notna()]
+    if ok.empty:
+        return ""
+    workloads = list(dict.fromkeys(ok["workload"]))
+    fig = make_subplots(rows=1, cols=len(workloads), subplot_titles=workloads,
+                        shared_yaxes=False)
+    for col, workload in enumerate(workloads, start=1):
+        for _, r in ok[ok["workload"] == workload].iterrows():
+            p50, p90, p99 = (float(r[f"latency_p{q}_s"]) * 1e3 for q in (50, 90, 99))
+            name = f"{r['framework']} {r['mode']}"
+            fig.add_bar(x=[name], y=[p50], marker_color=COLORS.get(r["framework"], "#777"),
+                        marker_pattern_shape={"eager": "", "compiled": "/",
+                                              "export": "."}.get(r["mode"], ""),
+                        error_y=dict(type="data", symmetric=False, array=[p99 - p50],
+                                     arrayminus=[0]),
+                        customdata=[[p90, p99]], name=name,
+                        hovertemplate=f"{name}<br>p50 %{{y:.3f}} ms<br>p90 %{{customdata[0]:.3f}}"
+                                      " ms<br>p99 %{customdata[1]:.3f} ms<extra></extra>",
+                        showlegend=False, row=1, col=col)
+        fig.update_yaxes(type="log", title_text="ms per request (p50, whisker to p99)"
+                         if col == 1 else None, row=1, col=col)
+    fig.update_layout(title="Inference latency at batch 1 (idiomatic and identical tiers; "
+                            "bar: p50, whisker: p99)", bargap=0.25)
+    return _figure_html(fig, height=380)
+
+
+def batch_figure(cells: pd.DataFrame) -> str:
+    """Throughput and peak memory against the batch size, per workload: one line per framework,
+    tier and mode wherever it ran at two or more batch sizes (a --batch-sizes sweep, or the
+    tries of a largest-batch search)."""
+    ok = cells[(cells["status"] == "ok") & cells["items_per_s"].notna()]
+    kinds = {"train": "training", "largest": "training", "infer": "inference"}
+    lines = [(k, g.sort_values("batch_size")) for k, g in ok.groupby(
+        ["workload", "scenario", "framework", "tier", "mode"], sort=False)
+        if g["batch_size"].nunique() >= 2]
+    if not lines:
+        return ""
+    workloads = list(dict.fromkeys(k[0] for k, _ in lines))
+    fig = make_subplots(rows=2, cols=len(workloads), subplot_titles=workloads,
+                        shared_xaxes=True, vertical_spacing=0.08)
+    for (workload, scenario, fw, tier, mode), g in lines:
+        col = workloads.index(workload) + 1
+        name = f"{fw} {tier} {mode} ({kinds.get(scenario, scenario)})"
+        style = dict(color=COLORS.get(fw, "#777"),
+                     dash="dot" if scenario == "infer" else "solid")
+        memory = [m / 2**20 if m is not None else None for m in (memory_of(r) for _, r in
+                                                                  g.iterrows())]
+        fig.add_scatter(x=g["batch_size"], y=g["items_per_s"], mode="lines+markers",
+                        line=style, name=name, legendgroup=name, row=1, col=col,
+                        showlegend=name not in {t.name for t in fig.data})
+        fig.add_scatter(x=g["batch_size"], y=memory, mode="lines+markers", line=style,
+                        name=name, legendgroup=name, showlegend=False, row=2, col=col)
+    fig.update_xaxes(type="log", title_text="batch size", row=2)
+    fig.update_yaxes(type="log", title_text="throughput (/s)", row=1, col=1)
+    fig.update_yaxes(title_text="peak memory (MiB)", row=2, col=1)
+    fig.update_layout(title="Batch scaling: throughput (top) and peak memory (bottom)")
+    return _figure_html(fig, height=560)

@@ -12,6 +12,7 @@ import pandas as pd
 from harness.backends import SELF_CHECK
 from harness.report.fmt import fmt_bytes, fmt_level, fmt_s, fmt_times, is_missing, or_empty
 from harness.report.verdicts import pair_between, verdict_words
+from harness.results import infer_heads
 
 ACCURACY_TIE = 0.01        # test accuracies closer than 1 point read as a tie
 PERPLEXITY_TIE = 0.01      # perplexities within 1% of each other read as a tie
@@ -29,14 +30,20 @@ class Criterion:
 
 CRITERIA = (
     Criterion("throughput", "training throughput", True),
+    Criterion("latency", "inference latency (batch 1, p50)", False),
+    Criterion("infer_throughput", "inference throughput (large batch)", True),
     Criterion("startup", "start-up (import + build + cold first step)", False),
     Criterion("first_step", "cold first step (compile)", False),
     Criterion("memory", "peak memory", False),
     Criterion("accuracy", "accuracy", True),
 )
-PRIORITIES = {"throughput": "throughput", "startup": "start-up", "memory": "memory",
-              "accuracy": "accuracy"}
-NOT_MEASURED = ("latency (inference)", "time to accuracy")
+PRIORITIES = {"throughput": "throughput", "latency": "inference latency",
+              "startup": "start-up", "memory": "memory", "accuracy": "accuracy"}
+NOT_MEASURED = ("time to accuracy",)
+# criteria read from the infer scenario's cells (each framework's best path), and the metric of
+# the ratios rows behind every ratio-backed lead
+INFER_CRITERIA = {"latency": "latency_p50_s", "infer_throughput": "step_median_s"}
+RATIO_METRICS = {"throughput": "step", "latency": "latency", "infer_throughput": "request"}
 
 
 def real_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -75,8 +82,10 @@ def memory_of(r: Any) -> float | None:
 
 def criterion_value(row: Any, key: str, language_model: bool) -> float | None:
     """A headline cell's figure on one criterion (None where not measured)."""
-    if key == "throughput":
+    if key in ("throughput", "infer_throughput"):
         value = row["items_per_s"]
+    elif key == "latency":
+        value = row["latency_p50_s"]
     elif key == "startup":
         parts = [row["import_s"], row["build_s"], row["first_step_cold_s"]]
         value = None if any(is_missing(p) for p in parts) else float(sum(parts))
@@ -90,7 +99,7 @@ def criterion_value(row: Any, key: str, language_model: bool) -> float | None:
 
 
 def _figure(key: str, value: float, unit: str, language_model: bool) -> str:
-    if key == "throughput":
+    if key in ("throughput", "infer_throughput"):
         return f"{value:,.0f} {unit}/s"
     if key == "memory":
         return fmt_bytes(value)
@@ -130,28 +139,8 @@ def _lead(criterion: Criterion, ranked: list[tuple[str, float, Any]], ratios: pd
         return out
     fw2, value2, row2 = ranked[1]
     out["versus"] = fw2
-    if key == "throughput":
-        pair = pair_between(ratios, row["cell_id"], row2["cell_id"])
-        if pair is None:
-            factor = value / value2
-            out.update(ratio=f"{factor:.2f}× the throughput of {fw2}",
-                       evidence="no ratio in this run's table, no CI")
-            out["sentence"] = (f"{fw} trains fastest ({tier} tier): {factor:.2f}× the "
-                               f"throughput of {fw2} ({out['figure']}; no CI).")
-            return out
-        factor, lo, hi = 1 / pair.ratio, 1 / pair.hi, 1 / pair.lo
-        words = verdict_words(pair.verdict, fw, fw2, lo, hi, pair.settle)
-        level = fmt_level(pair.level)
-        out.update(ratio=f"{factor:.2f}× the throughput of {fw2}",
-                   ci=f"{level} CI {lo:.2f}–{hi:.2f}",
-                   verdict=words, evidence=pair.timing)
-        out["sentence"] = (f"{fw} trains fastest ({tier} tier): {factor:.2f}× the throughput "
-                           f"of {fw2} ({level} CI {lo:.2f}–{hi:.2f}, {words}).")
-        if pair.verdict == "equivalent":
-            out["sentence"] = (f"{fw} and {fw2} train equally fast ({tier} tier): {fw} has "
-                               f"{factor:.2f}× the throughput ({level} CI {lo:.2f}–{hi:.2f}, "
-                               f"{words}).")
-        return out
+    if key in RATIO_METRICS:
+        return _ratio_lead(out, key, row, row2, ratios, tier)
     if key in ("startup", "first_step"):
         factor = value2 / value if value > 0 else float("inf")
         what = ("starts up" if key == "startup" else "finishes its cold first step")
@@ -204,10 +193,61 @@ def _lead(criterion: Criterion, ranked: list[tuple[str, float, Any]], ratios: pd
     return out
 
 
-def decision(cells: pd.DataFrame, ratios: pd.DataFrame) -> dict[str, Any]:
+def _ratio_lead(out: dict[str, Any], key: str, row: Any, row2: Any, ratios: pd.DataFrame,
+                tier: str) -> dict[str, Any]:
+    """A lead backed by a ratios row (time of the leader's cell / the runner-up's): training
+    throughput, inference latency and inference throughput."""
+    fw, fw2 = row["framework"], row2["framework"]
+    if key == "throughput":
+        lead = f"{fw} trains fastest ({tier} tier): {{f}} the throughput of {fw2}"
+        same = f"{fw} and {fw2} train equally fast ({tier} tier)"
+    elif key == "latency":
+        lead = (f"{fw} answers one request soonest ({path_name(row)}, p50 {out['figure']}): "
+                f"{{f}} as fast as {fw2}'s {path_name(row2)} (p50 "
+                f"{fmt_s(float(row2['latency_p50_s']))})")
+        same = f"{fw} and {fw2} answer one request equally fast"
+    else:
+        lead = (f"{fw} serves large batches fastest ({path_name(row)}, {out['figure']}): "
+                f"{{f}} the throughput of {fw2}'s {path_name(row2)}")
+        same = f"{fw} and {fw2} serve large batches equally fast"
+    label = "as fast as" if key == "latency" else "the throughput of"
+    pair = pair_between(ratios, row["cell_id"], row2["cell_id"], RATIO_METRICS[key])
+    if pair is None:
+        factor = criterion_ratio(key, row, row2)
+        out.update(ratio=f"{factor:.2f}× {label} {fw2}",
+                   evidence="no ratio in this run's table, no CI")
+        out["sentence"] = lead.format(f=f"{factor:.2f}×") + " (no CI)."
+        return out
+    factor, lo, hi = 1 / pair.ratio, 1 / pair.hi, 1 / pair.lo
+    words = verdict_words(pair.verdict, fw, fw2, lo, hi, pair.settle)
+    ci = f"{fmt_level(pair.level)} CI {lo:.2f}–{hi:.2f}"
+    out.update(ratio=f"{factor:.2f}× {label} {fw2}", ci=ci, verdict=words,
+               evidence=pair.timing)
+    out["sentence"] = lead.format(f=f"{factor:.2f}×") + f" ({ci}, {words})."
+    if pair.verdict == "equivalent":
+        out["sentence"] = f"{same}: {fw} is at {factor:.2f}× ({ci}, {words})."
+    return out
+
+
+def criterion_ratio(key: str, row: Any, row2: Any) -> float:
+    """The leader's advantage on a ratio-backed criterion from the figures alone."""
+    if key == "latency":
+        return float(row2["latency_p50_s"]) / float(row["latency_p50_s"])
+    return float(row["items_per_s"]) / float(row2["items_per_s"])
+
+
+def path_name(row: Any) -> str:
+    """An infer cell's path in words (its tier when not idiomatic)."""
+    tier = "" if row["tier"] == "idiomatic" else f", {row['tier']} tier"
+    return f"{row['mode']} path{tier}"
+
+
+def decision(cells: pd.DataFrame, ratios: pd.DataFrame,
+             infer: pd.DataFrame | None = None) -> dict[str, Any]:
     """The decision for one comparison group (workload, size, device, batch, precision): the
-    lead on every criterion, the ranking by each priority and plain sentences."""
-    first = cells.iloc[0]
+    lead on every criterion, the ranking by each priority and plain sentences. ``infer``: the
+    infer scenario's cells of the same workload, size, device and precision (any batch)."""
+    first = cells.iloc[0] if len(cells) else infer.iloc[0]
     real = real_cells(cells)
     tier, heads = headline_cells(cells)
     lm = bool(cells["test_perplexity"].notna().any())
@@ -217,7 +257,9 @@ def decision(cells: pd.DataFrame, ratios: pd.DataFrame) -> dict[str, Any]:
     where = f"{first['workload']} ({first['device']})"
     leads, rankings = {}, {}
     for c in CRITERIA:
-        ranked = rank(heads, c, lm)
+        ranked = rank(heads if c.key not in INFER_CRITERIA
+                      else infer_heads(_empty_if_none(infer, cells), INFER_CRITERIA[c.key]),
+                      c, lm)
         leads[c.key] = _lead(c, ranked, ratios, unit, lm, memory_kind, tier or "–")
         rankings[c.key] = [{"framework": f, "figure": _figure(c.key, v, unit, lm)}
                            for f, v, _ in ranked]
@@ -226,14 +268,18 @@ def decision(cells: pd.DataFrame, ratios: pd.DataFrame) -> dict[str, Any]:
     for key in rankings:
         rankings[key] += [{"framework": fw, "figure": "did not finish"} for fw in missing]
     sentences = []
-    if heads.empty:
+    if cells.empty:
+        sentences += [f"On {where}, {leads[k]['sentence']}" for k in INFER_CRITERIA
+                      if leads[k]["sentence"]]
+    elif heads.empty:
         sentences.append(f"On {where}, no cell finished, so there is nothing to compare.")
     elif len(heads) == 1:
         sentences.append(f"On {where}, only {heads['framework'].iloc[0]}'s {tier} cell "
                          f"finished ({leads['throughput']['figure']}): nothing to compare.")
     else:
         sentences.append(f"On {where}, {leads['throughput']['sentence']}")
-        for key in ("startup", "first_step", "memory", "accuracy"):
+        for key in ("latency", "infer_throughput", "startup", "first_step", "memory",
+                    "accuracy"):
             if leads[key]["sentence"]:
                 sentences.append(leads[key]["sentence"])
     for fw in missing:
@@ -248,6 +294,10 @@ def decision(cells: pd.DataFrame, ratios: pd.DataFrame) -> dict[str, Any]:
         "language_model": lm, "leads": leads, "rankings": rankings, "sentences": sentences,
         "heads": heads, "memory_kind": memory_kind, "unit": unit,
     }
+
+
+def _empty_if_none(infer: pd.DataFrame | None, like: pd.DataFrame) -> pd.DataFrame:
+    return like.iloc[:0] if infer is None else infer
 
 
 def overall(decisions: list[dict[str, Any]]) -> dict[str, str]:

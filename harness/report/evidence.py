@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.backends import INFER_DESCRIPTIONS
 from harness.report.decide import HEADLINE_TIERS
 from harness.report.fmt import (
     describe,
@@ -197,3 +198,64 @@ def search_rows(tuning: pd.DataFrame) -> list[dict[str, str]]:
         })
     return rows
 
+
+
+def infer_rows(infer: pd.DataFrame) -> list[dict[str, Any]]:
+    """The infer scenario's table: every path of every framework per workload, latency
+    percentiles at batch 1 (and the requests behind the p99), throughput at the large batch,
+    the first request of each (compiling or exporting), the check against the reference."""
+    rows = []
+    for _, r in infer.iterrows():
+        ok = r["status"] == "ok"
+        above = "" if is_missing(r["latency_above_p99"]) else (
+            f"{int(r['latency_above_p99'])} of {int(r['latency_requests'])} requests above")
+        rows.append({
+            "workload": f"{r['workload']} {r['size']}", "framework": r["framework"],
+            "tier": r["tier"], "path": r["mode"], "what": describe_path(r),
+            "status": r["status"], "ok": ok,
+            "p50": fmt_s(r["latency_p50_s"]), "p90": fmt_s(r["latency_p90_s"]),
+            "p99": fmt_s(r["latency_p99_s"]), "above_p99": above,
+            "batch": "" if is_missing(r["batch_size"]) else int(r["batch_size"]),
+            "throughput": "–" if is_missing(r["items_per_s"])
+            else f"{r['items_per_s']:,.0f} {r['unit']}/s",
+            "first_latency": fmt_s(r["first_request_s"]),
+            "first_batch": fmt_s(r["first_step_cold_s"]),
+            "reference": "–" if is_missing(r["reference_error"])
+            else f"{r['reference_error']:.1e}",
+            "memory": fmt_bytes(r["peak_rss_bytes"]),
+            "reason": or_empty(r["reason"])[-300:],
+        })
+    return rows
+
+
+def describe_path(row: Any) -> str:
+    return INFER_DESCRIPTIONS.get((row["framework"], row["mode"]), "")
+
+
+def largest_rows(largest: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per largest-batch search, with a sentence."""
+    rows = []
+    for _, r in largest.iterrows():
+        cap = "" if is_missing(r["memory_cap_bytes"]) else \
+            f" under a {fmt_bytes(r['memory_cap_bytes'])} cap"
+        best = None if is_missing(r["largest_batch"]) else int(r["largest_batch"])
+        oom = None if is_missing(r["oom_batch"]) else int(r["oom_batch"])
+        if best is None:
+            sentence = f"{r['framework']} could not train {r['workload']} at any batch{cap}."
+        else:
+            sentence = (f"{r['framework']} trains {r['workload']} at batch {best:,}{cap}"
+                        + (f"; batch {oom:,} ran out of memory (it reached "
+                           f"{fmt_bytes(r['oom_peak_bytes'])})" if oom else "") + ".")
+        rows.append({
+            "workload": f"{r['workload']} {r['size']}", "framework": r["framework"],
+            "tier": r["tier"], "mode": r["mode"], "device": r["device"],
+            "cap": fmt_bytes(r["memory_cap_bytes"]),
+            "largest": "–" if best is None else f"{best:,}",
+            "oom": "–" if oom is None else f"{oom:,}",
+            "tries": int(r["tries"]), "stopped": or_empty(r["stopped"]),
+            "throughput": "–" if is_missing(r["items_per_s"]) else f"{r['items_per_s']:,.0f}/s",
+            "memory": fmt_bytes(r["memory_peak_bytes"] if not is_missing(r["memory_peak_bytes"])
+                                else r["peak_rss_bytes"]),
+            "sentence": sentence,
+        })
+    return rows

@@ -25,9 +25,11 @@ class Pair:
     timing: str
 
 
-def pair_between(ratios: pd.DataFrame, x: str, y: str) -> Pair | None:
-    """The ratios row of cells x and y, oriented as x / y."""
+def pair_between(ratios: pd.DataFrame, x: str, y: str, metric: str = "step") -> Pair | None:
+    """The ratios row of cells x and y on a metric (step; infer: latency or request), oriented
+    as x / y."""
     flip = {"faster": "slower", "slower": "faster"}
+    ratios = ratios[ratios["metric"].fillna("step") == metric]
     for a, b, inverted in ((x, y, False), (y, x, True)):
         rows = ratios[(ratios["a"] == a) & (ratios["b"] == b)]
         if rows.empty:

@@ -29,6 +29,6 @@ WORKLOAD = Workload(
                       "Zaremba et al.'s large PTB model: 2 x 1500, 35 steps"),
     },
     optimizer=Adam(lr=1e-2),
-    batch_size=32, epochs=0.5, metrics=("accuracy", "perplexity"),
+    batch_size=32, infer_batch_size=64, epochs=0.5, metrics=("accuracy", "perplexity"),
     target=Target("perplexity", 9.0),
 )

@@ -51,6 +51,6 @@ WORKLOAD = Workload(
         "resnet56": Size({"blocks": 9}, "ResNet-56 (0.85M parameters)"),
     },
     optimizer=Adam(lr=2e-3),
-    batch_size=32, epochs=3, image_shape=(32, 32, 3),
+    batch_size=32, infer_batch_size=128, epochs=3, image_shape=(32, 32, 3),
     target=Target("accuracy", 0.9),
 )

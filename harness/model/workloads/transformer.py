@@ -53,6 +53,6 @@ WORKLOAD = Workload(
     },
     optimizer=Adam(lr=3e-3, beta1=0.9, beta2=0.95, weight_decay=0.1),
     schedule=WarmupCosine(warmup=20, end_factor=0.1),
-    batch_size=16, epochs=0.5, metrics=("accuracy", "perplexity"),
+    batch_size=16, infer_batch_size=64, epochs=0.5, metrics=("accuracy", "perplexity"),
     target=Target("perplexity", 13.0),
 )

@@ -1,0 +1,125 @@
+"""The largest batch that trains: a search, each try a fresh cell process at one batch size.
+
+From the cell's batch size, the batch doubles while training fits; once a try runs out of
+memory, bisection narrows the gap between the largest batch that fit and the smallest that did
+not, until they are within RESOLUTION. (If the first try fails, the batch halves until one
+fits.) Out of memory means: on a CPU, the kernel stopped the process at its ``--memory-cap``
+(``harness.limits``, a memory cgroup per process: the machine never swaps); on a GPU, the
+framework's allocator raised its out-of-memory error. A try that fails for another reason ends
+the search with that reason.
+
+A try (``benchmarks/test_largest_batch.py``, ``FitRun``) imports, builds, runs the first step
+at its batch (examples cycled where the batch exceeds the training split) and times a few more
+steps with pytest-benchmark: the tries of a search are also a batch-size sweep of training
+throughput and peak memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from harness.cell import CellRun, build
+from harness.flops import train_step_flops
+from harness.infer import rows
+from harness.measure import clock, now_iso, nvml_process_bytes, peak_rss_bytes, reset_peak_rss
+
+MAX_BATCH = 2**20
+RESOLUTION = 1.125       # bisection stops when the failing batch is within 12.5% of the fitting
+TRY_STEPS = 3            # timed steps per try, after the first
+DEFAULT_CPU_CAP = 2 * 2**30  # the search's host-memory cap on a CPU without --memory-cap
+OOM = re.compile(r"out of memory|OutOfMemory|RESOURCE_EXHAUSTED|ResourceExhausted|"
+                 r"Cannot allocate memory|std::bad_alloc|MemoryError", re.I)
+
+
+def search(start: int, attempt: Callable[[int], str]) -> tuple[int | None, int | None, str]:
+    """(largest batch that fit, smallest that ran out of memory, why it stopped). ``attempt``
+    runs one try and says "ok", "oom" or a failure reason."""
+    good: int | None = None
+    bad: int | None = None
+    batch = start
+    while True:  # doubling up (or halving down, if the start does not fit)
+        result = attempt(batch)
+        if result == "ok":
+            good = batch
+            if bad is not None:
+                break
+            if batch * 2 > MAX_BATCH:
+                return good, None, f"fits at the search's limit of {MAX_BATCH}"
+            batch *= 2
+        elif result == "oom":
+            bad = batch
+            if good is not None:
+                break
+            if batch == 1:
+                return None, 1, "batch 1 does not fit"
+            batch //= 2
+        else:
+            return good, bad, result
+    while bad > good * RESOLUTION and bad - good > 1:  # bisection
+        batch = (good + bad) // 2
+        result = attempt(batch)
+        if result == "ok":
+            good = batch
+        elif result == "oom":
+            bad = batch
+        else:
+            return good, bad, result
+    return good, bad, "bisected"
+
+
+def classify(status: str, reason: str | None, out_of_memory: bool) -> str:
+    """A try's result for the search: ok, oom, or its failure reason."""
+    if status == "ok":
+        return "ok"
+    if out_of_memory or OOM.search(reason or ""):
+        return "oom"
+    return f"{status}: {(reason or '').splitlines()[0] if reason else 'no reason'}"
+
+
+class FitRun(CellRun):
+    """One try: import, build, the first training step at the cell's batch, then the timed
+    steps (the pytest-benchmark test) and the memory peaks."""
+
+    def prepare(self) -> None:
+        c, r = self.cell, self.record
+        backend, dataset, spec = self.open()
+        r.train_step_flops = train_step_flops(spec.model, dataset.input_shape, c.batch_size)
+        with self.phase("build"):
+            t0 = clock()
+            self.trainer = build(backend, spec, c)
+            self.trainer.sync()
+            r.build_s = clock() - t0
+        r.implementation = dict(self.trainer.implementation)
+        r.manifest = {**self.trainer.manifest, "tier": c.tier, "mode": c.mode,
+                      "variant": c.variant or None, "scenario": "largest",
+                      "settings": r.settings, "threads": r.threads,
+                      "versions": r.framework_info}
+        order = np.random.default_rng(c.seed).permutation(len(dataset.x_train))
+        x, y = dataset.x_train[order], dataset.y_train[order]
+        with self.phase("first_step"):
+            batch = self.trainer.put(rows(x, c.batch_size), rows(y, c.batch_size))
+            t0 = clock()
+            loss = self.trainer.step(batch)
+            self.trainer.sync()
+            r.first_step_s = clock() - t0
+        r.losses = [float(self.trainer.numpy(loss))]
+        self.steady = [batch]
+        r.steps_per_sample = 1
+        reset_peak_rss()
+        self.trainer.reset_device_peak()
+        self.save()
+
+    def finish(self, samples: list[float]) -> None:
+        r = self.record
+        r.step_samples_s = list(samples)
+        r.phase_peak_rss_bytes["steady"] = peak_rss_bytes()
+        r.phase_device_peak_bytes["steady"] = self.trainer.device_peak_bytes()
+        r.peak_rss_bytes = max(v for v in r.phase_peak_rss_bytes.values() if v)
+        r.nvml_process_bytes = nvml_process_bytes(os.getpid())
+        r.status, r.ended = "ok", now_iso()
+        self.save()
+
