@@ -391,6 +391,7 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
     (``peak_flops_per_s``, ``datasheet_peak_flops_per_s``: ``collect`` fills them from the run's
     device peaks). ``peak_flops`` and ``gpu_name`` serve only a table whose rows carry no peak
     at all (made before device peaks): one peak for every cell, the GPU's datasheet for cuda."""
+    table = table.assign(scenario=table["scenario"].fillna("train"))  # rows from before it
     legacy = table["peak_flops_per_s"].isna().all() and table[
         "datasheet_peak_flops_per_s"].isna().all()
     noop = table[(table["framework"] == SELF_CHECK) & (table["status"] == "ok")]

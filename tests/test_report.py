@@ -121,7 +121,8 @@ def test_summary_markdown_beside_the_report(small_run: Path) -> None:
     assert lines[header + 1].startswith("|---")
     rows = [line for line in lines[header + 2:] if line.startswith("|")]
     assert [r.split("|")[1].strip() for r in rows[:2]] == ["mlp (cpu)", "transformer (cpu)"]
-    assert sum("not measured in this run" in r for r in rows) == 2
+    assert sum("not measured in this run" in r for r in rows) == 1  # time to accuracy
+    assert any("inference latency" in h for h in lines[header].split("|"))
     assert "## mlp (cpu)" in md and "## transformer (cpu)" in md
     assert "trains fastest" in md or "train equally fast" in md
     assert "starts up" in md and "needs the least" in md
@@ -336,7 +337,8 @@ def test_report_in_a_real_browser(small_run: Path, capsys: pytest.CaptureFixture
                                "document.documentElement.clientWidth]")
         browser.close()
     assert errors == [] and attempted == [] and failed == []
-    assert len(marks) == 9 and all(n > 0 for n in marks), marks  # 4 per workload + profile
+    # 4 per workload, the performance profile and the inference latency chart
+    assert len(marks) == 10 and all(n > 0 for n in marks), marks
     assert n_rows == 2 and set(by_throughput) == {"mlp", "transformer"}
     for order in (by_throughput, by_memory, by_startup, by_accuracy):
         assert all(sorted(o) == ["jax", "tensorflow", "torch"] for o in order.values()), order
@@ -353,4 +355,4 @@ def test_report_in_a_real_browser(small_run: Path, capsys: pytest.CaptureFixture
     assert any(other != by_throughput for other in (by_memory, by_startup, by_accuracy))
     assert highlighted == ["start-up (import + build + cold first step)"]
     assert any(row.startswith("api") for row in differing) and same == 0
-    assert shown == 2 * 4 and widths[0] <= widths[1] + 1, widths
+    assert shown == 2 * len(report.PRIORITIES) and widths[0] <= widths[1] + 1, widths

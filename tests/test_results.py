@@ -26,7 +26,10 @@ def test_round_trip_through_parquet_keeps_the_schema(small_run: Path) -> None:
     slowdown = tables["summary"]["machine_slowdown"]  # one process per cell (--quick)
     assert slowdown.notna().all() and slowdown.min() == 1.0 and (slowdown >= 1.0).all()
     ratios = tables["ratios"]
-    assert len(ratios) == 2 * 3 * 3  # per workload and tier: the 3 pairs of frameworks
+    # training: per workload and tier, the 3 pairs of frameworks; inference: per workload, the
+    # 3 pairs of the frameworks' best paths on latency and on time per request
+    assert ratios["metric"].value_counts().to_dict() == {"step": 2 * 3 * 3, "latency": 2 * 3,
+                                                         "request": 2 * 3}
     assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
     tuning = tables["tuning"]
     assert tuning.groupby(["workload", "framework"])["chosen"].sum().eq(1).all()

@@ -247,6 +247,7 @@ def decision(cells: pd.DataFrame, ratios: pd.DataFrame,
     """The decision for one comparison group (workload, size, device, batch, precision): the
     lead on every criterion, the ranking by each priority and plain sentences. ``infer``: the
     infer scenario's cells of the same workload, size, device and precision (any batch)."""
+    cells = cells[cells["scenario"].fillna("train") == "train"]
     first = cells.iloc[0] if len(cells) else infer.iloc[0]
     real = real_cells(cells)
     tier, heads = headline_cells(cells)
