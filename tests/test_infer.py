@@ -72,3 +72,21 @@ def test_rows_cycles_a_short_split() -> None:
     x = np.arange(5)
     assert rows(x, 3).tolist() == [0, 1, 2] and rows(x, 7).tolist() == [0, 1, 2, 3, 4, 0, 1]
 
+
+
+def test_infer_cells_run_as_the_runner_starts_them(tmp_path) -> None:  # noqa: ANN001
+    """Each framework's exported path in a real cell process, configured as every cell is
+    (threads, precision flags: torch.export reads cuDNN's legacy TF32 flag), through both
+    pytest-benchmark tests."""
+    from harness import runner
+    from harness.spec import Cell
+
+    cells = [Cell(fw, "mlp", "export", tier="idiomatic", scenario="infer", batch_size=16,
+                  steady_seconds=0.05, train=False) for fw in FRAMEWORKS]
+    for outcome in runner.run_cells(cells, tmp_path, timeout_s=300):
+        if outcome.status == "skipped":
+            continue
+        r = outcome.record
+        assert outcome.status == "ok", outcome.reason
+        assert set(r.reference_check) == {"1", "16"} and len(r.latency_samples_s) >= 200
+        assert len(r.step_samples_s) >= 30 and r.first_request_s["16"] > 0

@@ -36,10 +36,12 @@ def configure(device: str, precision: str, threads: int) -> dict[str, Any]:
     fp32 = "tf32" if precision == "tf32" else "ieee"
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9 API
         torch.backends.cuda.matmul.fp32_precision = fp32
-        torch.backends.cudnn.conv.fp32_precision = fp32
-        torch.backends.cudnn.rnn.fp32_precision = fp32
+        # cuDNN through its legacy flag (conv and RNN together): torch.export still reads it,
+        # and refuses per-operator flags set through the new API as "a mix of the legacy and
+        # new APIs"
+        torch.backends.cudnn.allow_tf32 = fp32 == "tf32"
         read = {"cuda_matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
-                "cudnn_conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision}
+                "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
     else:
         torch.backends.cuda.matmul.allow_tf32 = fp32 == "tf32"
         torch.backends.cudnn.allow_tf32 = fp32 == "tf32"
