@@ -436,7 +436,8 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
             if len(pooled) and len(ok):
                 row.update(_latency(pooled))
         if cell_id in groups and len(ok):
-            med, lo, hi = stats.median_ci(groups[cell_id])
+            med, lo, hi = stats.median_ci(stats.block_medians(groups[cell_id]))
+            med = float(np.median(np.concatenate(groups[cell_id])))
             pooled = np.concatenate(groups[cell_id])
             q1, q3 = np.percentile(pooled, [25, 75])
             k = ok["steps_per_sample"].median()
@@ -555,7 +556,9 @@ def infer_ratios(summary: pd.DataFrame, samples: pd.DataFrame, latencies: pd.Dat
         ga, gb = _groups(by_metric[metric], a), _groups(by_metric[metric], b)
         if not ga or not gb:
             continue
-        r, lo, hi = stats.ratio_ci(ga, gb, level)
+        # thousands of requests per process: resampled as blocks of consecutive requests
+        _, lo, hi = stats.ratio_ci(stats.block_medians(ga), stats.block_medians(gb), level)
+        r = float(np.median(np.concatenate(ga)) / np.median(np.concatenate(gb)))
         verdict = stats.verdict(lo, hi)
         scenario, *rest = key
         rows.append({"run_id": summary["run_id"].iloc[0], "scenario": scenario,

@@ -106,3 +106,12 @@ def test_paired_ci_coverage_with_correlated_rotations() -> None:
 ])
 def test_break_even_step(args: tuple[float, ...], want: float | None) -> None:
     assert stats.break_even_step(*args) == want
+
+
+def test_block_medians_bound_a_long_process_and_keep_short_ones() -> None:
+    from harness.stats import block_medians
+
+    long, short = np.arange(10_000.0), np.arange(30.0)
+    blocks = block_medians([long, short], max_blocks=100)
+    assert len(blocks[0]) == 100 and blocks[0][0] == np.median(long[:100])
+    assert np.array_equal(blocks[1], short)  # up to max_blocks samples: as they are
