@@ -144,21 +144,28 @@ class CellRun:
         r.inference_flops = inference_flops(spec.model, shape, c.batch_size)
         return backend, dataset, spec
 
-    def prepare(self) -> None:
-        """Everything before the timed phase; raises backends.Unavailable to skip."""
+    def open_trainer(self) -> tuple[data.Dataset, backends.Spec]:
+        """``open``, then the build phase: the cell's trainer, its FLOPs and its manifest."""
         c, r = self.cell, self.record
         backend, dataset, spec = self.open()
         r.train_step_flops = train_step_flops(spec.model, dataset.input_shape, c.batch_size)
-
         with self.phase("build"):
             t0 = clock()
-            self.trainer = trainer = build(backend, spec, c)
-            trainer.sync()
+            self.trainer = build(backend, spec, c)
+            self.trainer.sync()
             r.build_s = clock() - t0
-        r.implementation = dict(trainer.implementation)
-        r.manifest = {**trainer.manifest, "tier": c.tier, "mode": c.mode,
-                      "variant": c.variant or None, "settings": r.settings,
-                      "threads": r.threads, "versions": r.framework_info}
+        r.implementation = dict(self.trainer.implementation)
+        r.manifest = {**self.trainer.manifest, "tier": c.tier, "mode": c.mode,
+                      "variant": c.variant or None, "scenario": c.scenario,
+                      "settings": r.settings, "threads": r.threads,
+                      "versions": r.framework_info}
+        return dataset, spec
+
+    def prepare(self) -> None:
+        """Everything before the timed phase; raises backends.Unavailable to skip."""
+        c, r = self.cell, self.record
+        dataset, spec = self.open_trainer()
+        trainer = self.trainer
 
         batches = self._batches(dataset, budget_steps(c, dataset))
         with self.phase("first_step"):

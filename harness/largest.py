@@ -22,8 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.cell import CellRun, build
-from harness.flops import train_step_flops
+from harness.cell import CellRun
 from harness.infer import rows
 from harness.measure import clock, now_iso, nvml_process_bytes, peak_rss_bytes, reset_peak_rss
 
@@ -86,18 +85,7 @@ class FitRun(CellRun):
 
     def prepare(self) -> None:
         c, r = self.cell, self.record
-        backend, dataset, spec = self.open()
-        r.train_step_flops = train_step_flops(spec.model, dataset.input_shape, c.batch_size)
-        with self.phase("build"):
-            t0 = clock()
-            self.trainer = build(backend, spec, c)
-            self.trainer.sync()
-            r.build_s = clock() - t0
-        r.implementation = dict(self.trainer.implementation)
-        r.manifest = {**self.trainer.manifest, "tier": c.tier, "mode": c.mode,
-                      "variant": c.variant or None, "scenario": "largest",
-                      "settings": r.settings, "threads": r.threads,
-                      "versions": r.framework_info}
+        dataset, _ = self.open_trainer()
         order = np.random.default_rng(c.seed).permutation(len(dataset.x_train))
         x, y = dataset.x_train[order], dataset.y_train[order]
         with self.phase("first_step"):
