@@ -40,8 +40,14 @@ QUICK_STEADY_S = 0.5
 QUICK_MODES = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
 DEFAULT_REPEATS = 2         # the first with cold compile caches, the second warm
 DEFAULT_TIERS = ("idiomatic", "tuned")  # --full adds the identical tier (every mode)
+# What the default suite spends beyond one process and one seed per cell goes to the tuned
+# tier, the one the decision compares; --repeats, --seeds or --full extend it to every tier.
+DECISION_TIER = "tuned"
+DEFAULT_SEEDS = 3           # the tuned tier's seeds (time to target); 1 with --quick
+DEFAULT_INFER_PATHS = ("export",)   # each framework's deployable artifact; --full: every path
 QUICK_INFER_PATHS = ("compiled",)
-DEFAULT_SCENARIOS = ("train", "infer")  # --full adds the largest-batch search
+DEFAULT_SCENARIOS = ("train", "infer", "largest")
+DEFAULT_LARGEST_WORKLOADS = ("mlp", "cnn")  # the default suite's searches; --full: every one
 
 
 def _names(kind: str, valid: tuple[str, ...]):  # noqa: ANN202 - argparse type factory
@@ -121,12 +127,17 @@ def run_parser() -> argparse.ArgumentParser:
                    "the device; debugging modes (JAX eager) only when named or with --full)")
     p.add_argument("--scenarios", type=_names("scenario", tuple(SCENARIOS)), default=None,
                    help="comma list of " + "; ".join(f"{n}: {d}" for n, d in SCENARIOS.items())
-                   + " (default: train,infer; --full: all three. infer runs in the first "
-                   f"process only unless --repeats is given, the tiers {', '.join(INFER_TIERS)} "
-                   "of those selected, "
-                   f"each path: {', '.join(INFER_PATHS)} (--quick: the idiomatic tier's compiled "
-                   "path); the search runs the same tiers, each in its tutorials' mode, on a CPU "
-                   f"under --memory-cap or {DEFAULT_CPU_CAP / 2**30:g} GiB)")
+                   + " (default: all three, largest for the workloads "
+                   f"{', '.join(DEFAULT_LARGEST_WORKLOADS)} among those selected unless named "
+                   "or --full; --quick: train,infer. infer runs in the first process only "
+                   f"unless --repeats is given, the tiers {', '.join(INFER_TIERS)} of those "
+                   "selected, through --infer-paths; the search runs the same tiers, each in its "
+                   f"tutorials' mode, on a CPU under --memory-cap or "
+                   f"{DEFAULT_CPU_CAP / 2**30:g} GiB)")
+    p.add_argument("--infer-paths", type=_names("inference path", INFER_PATHS), default=None,
+                   help=f"comma list of {', '.join(INFER_PATHS)}: the infer scenario's ways "
+                   f"to serve (default: {', '.join(DEFAULT_INFER_PATHS)}; --full: all; "
+                   f"--quick: {', '.join(QUICK_INFER_PATHS)})")
     p.add_argument("--size", default=None, metavar="SIZE|WORKLOAD=SIZE,...",
                    help="model size: one name for every workload that has it, or WORKLOAD=SIZE "
                    "pairs; sizes: " + "; ".join(f"{n}: {', '.join(w.sizes)}"
@@ -156,8 +167,14 @@ def run_parser() -> argparse.ArgumentParser:
                    "Keras mixed_bfloat16 / bfloat16 compute in JAX); default fp32")
     p.add_argument("--repeats", type=int, default=None,
                    help=f"fresh processes per cell, frameworks interleaved (default "
-                   f"{DEFAULT_REPEATS}: cold then warm compile caches; 1 with --quick); the "
-                   "training budget runs in the first only")
+                   f"{DEFAULT_REPEATS} for the {DECISION_TIER} tier, cold then warm compile "
+                   "caches, and 1 for the others unless --full; 1 with --quick); the training "
+                   "budget runs in the first only")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="training budgets per cell, from --seed, --seed + 1, ..., each timed to "
+                   "the workload's target on held-out data (the accuracy scenario), in the "
+                   f"cell's first process (default: {DEFAULT_SEEDS} for the {DECISION_TIER} "
+                   "tier and 1 for the others unless --full; 1 with --quick)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPUs each cell may use, the same for every framework (default: all "
                    f"{default_threads()} of this process's affinity mask)")
@@ -309,12 +326,15 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
     """
     if args.repeats is not None and args.repeats < 1:
         raise SystemExit("framebench: --repeats must be at least 1")
+    if args.seeds is not None and args.seeds < 1:
+        raise SystemExit("framebench: --seeds must be at least 1")
     if args.epochs is not None and not args.epochs > 0:
         raise SystemExit(f"framebench: --epochs must be positive, got {args.epochs:g}")
     if args.threads < 0 or args.threads > default_threads():
         raise SystemExit(f"framebench: --threads must be between 1 and {default_threads()} "
                          "(the CPUs this process may use), or 0 for all of them")
     repeats = args.repeats or (1 if args.quick else DEFAULT_REPEATS)
+    seeds = args.seeds or (1 if args.quick else DEFAULT_SEEDS)
     tiers = args.tiers or (list(TIERS) if args.full else list(DEFAULT_TIERS))
 
     sizes = _sizes(args.size, args.workloads)
@@ -357,7 +377,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
             + "; (idiomatic tier): "
             + "; ".join(f"{fw}: {', '.join(b.idiomatic)}" for fw, b in FRAMEWORKS.items()))
     _check_fits(base)
-    scenarios = args.scenarios or (list(SCENARIOS) if args.full else list(DEFAULT_SCENARIOS))
+    scenarios = args.scenarios or (["train", "infer"] if args.quick else list(SCENARIOS))
     base += infer_cells(args, tiers, sizes, datasets, common) if "infer" in scenarios else []
     base += largest_cells(args, tiers, sizes, datasets, common) \
         if "largest" in scenarios else []
@@ -369,6 +389,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
     first = base[0]
     noop = replace(first, framework=SELF_CHECK, mode="eager", tier="identical", epochs=1,
                    steady_seconds=1.0, scenario="train")
+    every_tier = args.full or args.quick
     cells = [noop]
     for r in range(repeats):
         for cell in base if r % 2 == 0 else reversed(base):
@@ -376,7 +397,11 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
                 continue  # one search: its tries are fresh processes already
             if cell.scenario == "infer" and r >= (args.repeats or 1):
                 continue  # by default one process per infer cell (cold caches)
-            cells.append(replace(cell, repeat=r, train=r == 0 and cell.scenario == "train"))
+            if cell.tier != DECISION_TIER and r > 0 and not (args.repeats or every_tier):
+                continue
+            train = r == 0 and cell.scenario == "train"
+            cells.append(replace(cell, repeat=r, train=train, seeds=seeds if train and (
+                cell.tier == DECISION_TIER or args.seeds or every_tier) else 1))
     return cells
 
 
@@ -385,7 +410,8 @@ def infer_cells(args: argparse.Namespace, tiers: list[str], sizes: dict[str, str
     """The infer scenario's cells: every path of every framework, in the selected tiers that
     have an inference model (the tuned tier's variants change the training step only), at
     each --batch-sizes or the workload's inference batch; frameworks neighbours."""
-    paths = QUICK_INFER_PATHS if args.quick else INFER_PATHS
+    paths = args.infer_paths or (QUICK_INFER_PATHS if args.quick else INFER_PATHS if args.full
+                                 else DEFAULT_INFER_PATHS)
     tiers = [t for t in tiers if t in INFER_TIERS]
     if args.quick and "idiomatic" in tiers:
         tiers = ["idiomatic"]  # a smoke run: the model as people deploy it
@@ -403,7 +429,8 @@ def largest_cells(args: argparse.Namespace, tiers: list[str], sizes: dict[str, s
     idiomatic, in its tutorials' mode) and workload, from the workload's batch (or the first
     --batch-sizes), on a CPU under --memory-cap or DEFAULT_CPU_CAP."""
     out = []
-    for workload in args.workloads:
+    named = args.full or (args.scenarios and "largest" in args.scenarios)
+    for workload in [w for w in args.workloads if named or w in DEFAULT_LARGEST_WORKLOADS]:
         for device in args.devices:
             cap = (args.memory_cap or DEFAULT_CPU_CAP) if device == "cpu" else 0
             for tier in [t for t in tiers if t in INFER_TIERS]:

@@ -9,6 +9,7 @@ reset between phases).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -57,6 +58,7 @@ SYNC_CHECK_RATIO = 0.5
 PROBE_S = 0.1             # machine probe per CPU, before the warm-up and after the samples
 PROBE_SETTLE_S = 0.02
 EVAL_ITEMS = 8192         # images or tokens per evaluation batch (evaluation is not timed)
+EVALS_PER_BUDGET = 8      # held-out evaluations per training budget, evenly spaced
 
 
 def load_dataset(cell: Cell) -> data.Dataset:
@@ -72,12 +74,14 @@ def load_dataset(cell: Cell) -> data.Dataset:
                      input_shape=w.image_shape, seq_len=w.seq_len(cell.size_name))
 
 
-def make_spec(cell: Cell, dataset: data.Dataset) -> backends.Spec:
+def make_spec(cell: Cell, dataset: data.Dataset, seed: int | None = None) -> backends.Spec:
     """The framework-neutral description a backend builds from: model, canonical initial
-    arrays, optimiser and schedule over the cell's training budget."""
+    arrays (from ``seed``, default the cell's), optimiser and schedule over the cell's training
+    budget."""
     w = cell.workload_spec
     model = w.model(cell.size_name, dataset.input_shape, dataset.num_classes)
-    params, state = graph.init(model, dataset.input_shape, cell.seed)
+    params, state = graph.init(model, dataset.input_shape,
+                               cell.seed if seed is None else seed)
     return backends.Spec(model, dataset.input_shape, params, state, w.optimizer, w.schedule,
                          budget_steps(cell, dataset))
 
@@ -94,6 +98,7 @@ class CellRun:
         self.out.mkdir(parents=True, exist_ok=True)
         self.record = CellRecord(cell_id=cell.id, repeat=cell.repeat, started=now_iso())
         self.trainer: Any = None
+        self.backend: Any = None
         self.steady: list[Any] = []
         self.rewarm_steps = 0
 
@@ -131,6 +136,7 @@ class CellRun:
             backend = backends.load(c.framework)
             r.import_s = clock() - t0
         r.settings = backend.configure(c.device, c.precision, c.threads)
+        self.backend = backend
         r.framework_info = backend.info()
 
         dataset = load_dataset(c)
@@ -162,25 +168,33 @@ class CellRun:
         return dataset, spec
 
     def prepare(self) -> None:
-        """Everything before the timed phase; raises backends.Unavailable to skip."""
+        """Everything before the timed phase; raises backends.Unavailable to skip. A cell that
+        trains runs its budget with held-out evaluations on a fixed schedule (the time to the
+        workload's target), then the budgets of its further seeds (``Cell.seeds``), each with a
+        fresh model and trainer."""
         c, r = self.cell, self.record
-        dataset, spec = self.open_trainer()
+        dataset, _ = self.open_trainer()
         trainer = self.trainer
-
-        batches = self._batches(dataset, budget_steps(c, dataset))
+        steps = budget_steps(c, dataset)
+        batches = self._batches(dataset, steps, c.seed)
         with self.phase("first_step"):
-            batch = trainer.put(*next(batches))
-            t0 = clock()
-            loss = trainer.step(batch)
-            trainer.sync()
-            r.first_step_s = clock() - t0
+            loss, r.first_step_s = first_step(trainer, batches)
             r.compile_cache = "cold" if c.repeat == 0 else "warm"
-        losses = [float(trainer.numpy(loss))]
+        losses = [loss]
         if c.train:
             with self.phase("train"):
-                self._train(batches, losses)
+                evals, r.train_s = self._train(trainer, dataset, batches, losses, steps)
+            r.train_steps, r.final_loss = len(losses), losses[-1]
             with self.phase("evaluate"):  # fixed-size batches; its peaks kept apart
-                self._evaluate(dataset)
+                metrics = self._evaluate(dataset)
+            evals.append([steps, r.train_s, metrics[c.workload_spec.target.metric]])
+            r.seeds = [seed_run(c, c.seed, r.build_s, r.first_step_s, r.compile_cache, evals)]
+            self.save()
+            if c.seeds > 1:
+                with self.phase("seeds"):
+                    for seed in range(c.seed + 1, c.seed + c.seeds):
+                        r.seeds.append(self._train_seed(dataset, seed, steps))
+                        self.save()
         r.losses = losses
         self.steady = [trainer.put(x, y) for x, y in
                        _take(data.batches(dataset.x_train, dataset.y_train, c.batch_size,
@@ -188,54 +202,86 @@ class CellRun:
                              STEADY_BATCHES)]
         self.save()
 
-    def _batches(self, dataset: data.Dataset,
-                 steps: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _batches(self, dataset: data.Dataset, steps: int,
+                 seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The budget's batches: whole epochs in the shared order, the last one cut short."""
         c = self.cell
         epoch = 0
         while True:
             for batch in data.batches(dataset.x_train, dataset.y_train, c.batch_size, epoch,
-                                      c.seed):
+                                      seed):
                 if steps == 0:
                     return
                 steps -= 1
                 yield batch
             epoch += 1
 
-    def _train(self, batches: Iterator[tuple[np.ndarray, np.ndarray]],
-               losses: list[float]) -> None:
-        """The training loop, written once for every framework: the rest of the budget (or the
-        tier's own loop where its idiom has one: ``Trainer.fit``).
+    def _train(self, trainer: Any, dataset: data.Dataset,
+               batches: Iterator[tuple[np.ndarray, np.ndarray]], losses: list[float],
+               steps: int) -> tuple[list[list[float]], float]:
+        """The training loop, written once for every framework: the rest of the budget after
+        the first step (or the tier's own loop where its idiom has one: ``Trainer.fit``, one
+        call per stretch between evaluations). Held-out evaluations after the steps of
+        ``eval_schedule``, not timed: returns them, as [step, training seconds so far, the
+        target's metric], and the training seconds.
 
-        Losses are read back every step, so this phase is not the throughput measurement.
+        Losses are read back every step (as a loop that logs them does), so this phase is not
+        the throughput measurement.
         """
-        trainer = self.trainer
-        t_start = clock()
-        if hasattr(trainer, "fit"):  # the tier's own loop (Keras model.fit)
-            losses += trainer.fit(list(batches))
-        else:
-            for x, y in batches:
-                losses.append(float(trainer.numpy(trainer.step(trainer.put(x, y)))))
-        trainer.sync()
-        self.record.train_s, self.record.train_steps = clock() - t_start, len(losses)
-        self.record.final_loss = losses[-1]
-        if not math.isfinite(losses[-1]):
-            raise FloatingPointError(f"training diverged: final loss {losses[-1]}")
+        metric = self.cell.workload_spec.target.metric
+        evals: list[list[float]] = []
+        done, train_s = 1, 0.0
+        for stop in [*eval_schedule(steps), steps]:
+            chunk = list(itertools.islice(batches, stop - done))
+            t0 = clock()
+            if hasattr(trainer, "fit"):  # the tier's own loop (Keras model.fit)
+                losses += trainer.fit(chunk) if chunk else []
+            else:
+                for x, y in chunk:
+                    losses.append(float(trainer.numpy(trainer.step(trainer.put(x, y)))))
+            trainer.sync()
+            train_s += clock() - t0
+            done = stop
+            if stop < steps:
+                evals.append([stop, train_s, evaluate(trainer, dataset,
+                                                      self.cell.workload_spec)[metric]])
+            if not math.isfinite(losses[-1]):
+                raise FloatingPointError(f"training diverged: loss {losses[-1]} at step "
+                                         f"{len(losses)}")
+        return evals, train_s
 
-    def _evaluate(self, dataset: data.Dataset) -> None:
-        """Accuracy (per image, or per predicted token) and, for language models, perplexity
-        on the test split, in evaluation behaviour; computed here once for every framework."""
+    def _evaluate(self, dataset: data.Dataset) -> dict[str, float]:
+        """The trained model on the test split (``evaluate``), into the record."""
         w = self.cell.workload_spec
-        chunk = max(1, EVAL_ITEMS // int(np.prod(dataset.input_shape)))
-        logits = np.concatenate([
-            self.trainer.numpy(self.trainer.predict(self.trainer.put(dataset.x_test[i:i + chunk])))
-            for i in range(0, len(dataset.x_test), chunk)])
+        metrics = evaluate(self.trainer, dataset, w)
         r = self.record
-        r.test_accuracy = float((logits.argmax(axis=-1) == dataset.y_test).mean())
-        if "perplexity" in w.metrics:
-            r.test_perplexity = float(np.exp(reference.cross_entropy(logits, dataset.y_test)))
-        achieved = r.test_perplexity if w.target.metric == "perplexity" else r.test_accuracy
-        r.target_met = w.target.met(achieved)
+        r.test_accuracy, r.test_perplexity = metrics["accuracy"], metrics.get("perplexity")
+        r.target_met = w.target.met(metrics[w.target.metric])
+        return metrics
+
+    def _train_seed(self, dataset: data.Dataset, seed: int, steps: int) -> dict[str, Any]:
+        """One more seed's budget (its initial weights and batch order), with a fresh model and
+        trainer in this process: what a second training run on the same machine pays (the
+        framework imported, its compile caches warm). A seed that fails is recorded as such."""
+        c = self.cell
+        try:
+            spec = make_spec(c, dataset, seed)
+            t0 = clock()
+            trainer = build(self.backend, spec, c)
+            trainer.sync()
+            build_s = clock() - t0
+            batches = self._batches(dataset, steps, seed)
+            loss, first_s = first_step(trainer, batches)
+            losses = [loss]
+            evals, train_s = self._train(trainer, dataset, batches, losses, steps)
+            evals.append([steps, train_s, evaluate(
+                trainer, dataset, c.workload_spec)[c.workload_spec.target.metric]])
+            return seed_run(c, seed, build_s, first_s, "warm", evals)
+        except backends.Unavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded; the cell's timing goes on
+            return {"seed": seed, "error": "".join(
+                traceback.format_exception_only(type(exc), exc)).strip()[-500:]}
 
     def timed_sample(self, k: int) -> None:
         """K training steps on device-resident batches, then one sync: one timing sample."""
@@ -332,6 +378,51 @@ def build(backend: Any, spec: backends.Spec, cell: Cell) -> Any:
     if tier == "tuned" and variant in backends.TIERS:
         tier, variant = variant, ""
     return backend.build(spec, cell.mode, cell.device, cell.precision, tier, variant)
+
+
+def first_step(trainer: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]]
+               ) -> tuple[float, float]:
+    """The first training step (where graph-building frameworks trace and compile), synced:
+    (its loss, its seconds)."""
+    batch = trainer.put(*next(batches))
+    t0 = clock()
+    loss = trainer.step(batch)
+    trainer.sync()
+    return float(trainer.numpy(loss)), clock() - t0
+
+
+def eval_schedule(steps: int) -> list[int]:
+    """The steps after which training stops for a held-out evaluation, before the budget's
+    end: every ``steps / EVALS_PER_BUDGET`` steps (the end is evaluated too)."""
+    every = max(1, math.ceil(steps / EVALS_PER_BUDGET))
+    return list(range(every, steps, every))
+
+
+def evaluate(trainer: Any, dataset: data.Dataset, workload: Any) -> dict[str, float]:
+    """Accuracy (per image, or per predicted token) and, for language models, perplexity on the
+    test split, in evaluation behaviour; computed here once for every framework."""
+    chunk = max(1, EVAL_ITEMS // int(np.prod(dataset.input_shape)))
+    logits = np.concatenate([
+        trainer.numpy(trainer.predict(trainer.put(dataset.x_test[i:i + chunk])))
+        for i in range(0, len(dataset.x_test), chunk)])
+    out = {"accuracy": float((logits.argmax(axis=-1) == dataset.y_test).mean())}
+    if "perplexity" in workload.metrics:
+        out["perplexity"] = float(np.exp(reference.cross_entropy(logits, dataset.y_test)))
+    return out
+
+
+def seed_run(cell: Cell, seed: int, build_s: float | None, first_step_s: float | None,
+             compile_cache: str | None, evals: list[list[float]]) -> dict[str, Any]:
+    """One seed's time to the workload's target: build, the first step (compile included) and
+    the training steps up to the first evaluation that met it (evaluations not counted);
+    steps and seconds are None if the budget ended first."""
+    target = cell.workload_spec.target
+    hit = next((e for e in evals if target.met(e[2])), None)
+    fixed = (build_s or 0.0) + (first_step_s or 0.0)
+    return {"seed": seed, "build_s": build_s, "first_step_s": first_step_s,
+            "compile_cache": compile_cache, "evals": evals, "final": evals[-1][2],
+            "steps_to_target": hit[0] if hit else None,
+            "time_to_target_s": fixed + hit[1] if hit else None}
 
 
 def run_steps(trainer: Any, placed: list[Any], k: int) -> None:

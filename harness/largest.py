@@ -1,9 +1,13 @@
 """The largest batch that trains: a search, each try a fresh cell process at one batch size.
 
-From the cell's batch size, the batch doubles while training fits; once a try runs out of
+From the cell's batch size, the batch grows while training fits; once a try runs out of
 memory, bisection narrows the gap between the largest batch that fit and the smallest that did
 not, until they are within RESOLUTION. (If the first try fails, the batch halves until one
-fits.) Out of memory means: on a CPU, the kernel stopped the process at its ``--memory-cap``
+fits.) Under a known cap, each try's memory peak steers the next: memory is close to linear in
+the batch, so the line through two tries that fit predicts where the cap is reached, and the
+search takes about half the tries of plain doubling and bisection.
+
+Out of memory means: on a CPU, the kernel stopped the process at its ``--memory-cap``
 (``harness.limits``, a memory cgroup per process: the machine never swaps); on a GPU, the
 framework's allocator raised its out-of-memory error. A try that fails for another reason ends
 the search with that reason.
@@ -28,27 +32,41 @@ from harness.measure import clock, now_iso, nvml_process_bytes, peak_rss_bytes, 
 
 MAX_BATCH = 2**20
 RESOLUTION = 1.125       # bisection stops when the failing batch is within 12.5% of the fitting
+AIM = 0.9                # growing, the next try aims at this fraction of the cap
+GROWTH_LIMIT = 16        # ... and grows the batch at most this many times
 TRY_STEPS = 3            # timed steps per try, after the first
 DEFAULT_CPU_CAP = 2 * 2**30  # the search's host-memory cap on a CPU without --memory-cap
 OOM = re.compile(r"out of memory|OutOfMemory|RESOURCE_EXHAUSTED|ResourceExhausted|"
                  r"Cannot allocate memory|std::bad_alloc|MemoryError", re.I)
 
 
-def search(start: int, attempt: Callable[[int], str]) -> tuple[int | None, int | None, str]:
+def search(start: int, attempt: Callable[[int], tuple[str, int | None]],
+           cap: int | None = None) -> tuple[int | None, int | None, str]:
     """(largest batch that fit, smallest that ran out of memory, why it stopped). ``attempt``
-    runs one try and says "ok", "oom" or a failure reason."""
+    runs one try and says "ok", "oom" or a failure reason, with the try's memory peak (or
+    None). With a ``cap`` and the peaks of two tries that fit, the next batch comes from the
+    straight line through them (memory grows linearly with the batch): growing, it aims at
+    AIM of the cap (at least ×RESOLUTION, at most ×GROWTH_LIMIT); bisecting, at the batch
+    where the line meets the cap if that lies in the gap. Otherwise the batch doubles, and
+    bisection halves the gap."""
     good: int | None = None
     bad: int | None = None
+    fits: list[tuple[int, int]] = []  # (batch, peak) of the tries that fit
     batch = start
-    while True:  # doubling up (or halving down, if the start does not fit)
-        result = attempt(batch)
+    while True:  # growing (or halving down, if the start does not fit)
+        result, peak = attempt(batch)
         if result == "ok":
             good = batch
+            if peak:
+                fits.append((batch, peak))
             if bad is not None:
                 break
-            if batch * 2 > MAX_BATCH:
+            if batch >= MAX_BATCH:
                 return good, None, f"fits at the search's limit of {MAX_BATCH}"
-            batch *= 2
+            aim = _predict(fits, AIM * cap) if cap else None
+            step = batch * 2 if aim is None else min(max(aim, batch * RESOLUTION),
+                                                    batch * GROWTH_LIMIT)
+            batch = min(MAX_BATCH, max(batch + 1, int(step)))
         elif result == "oom":
             bad = batch
             if good is not None:
@@ -59,15 +77,31 @@ def search(start: int, attempt: Callable[[int], str]) -> tuple[int | None, int |
         else:
             return good, bad, result
     while bad > good * RESOLUTION and bad - good > 1:  # bisection
-        batch = (good + bad) // 2
-        result = attempt(batch)
+        edge = _predict(fits, cap) if cap else None
+        margin = RESOLUTION ** 0.5  # a try at least this far inside the gap
+        batch = (good + bad) // 2 if edge is None or not good < edge < bad else int(
+            min(max(edge, good * margin), bad / margin))
+        batch = min(max(batch, good + 1), bad - 1)
+        result, peak = attempt(batch)
         if result == "ok":
             good = batch
+            if peak:
+                fits.append((batch, peak))
         elif result == "oom":
             bad = batch
         else:
             return good, bad, result
     return good, bad, "bisected"
+
+
+def _predict(fits: list[tuple[int, int]], memory: float) -> float | None:
+    """The batch at which the line through the two largest fitting tries reaches ``memory``;
+    None if there are not two, or the line does not rise."""
+    if len(fits) < 2:
+        return None
+    (b0, p0), (b1, p1) = sorted(fits)[-2:]
+    slope = (p1 - p0) / (b1 - b0)
+    return b1 + (memory - p1) / slope if slope > 0 else None
 
 
 def classify(status: str, reason: str | None, out_of_memory: bool) -> str:

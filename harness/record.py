@@ -90,6 +90,10 @@ class CellRecord:
     test_perplexity: float | None = None
     target_met: bool | None = None
     losses: list[float] = field(default_factory=list)
+    # the time to the target, one entry per seed (harness.cell.seed_run): seed, build_s,
+    # first_step_s, compile_cache, evals [[step, training s, metric]], final, steps_to_target,
+    # time_to_target_s (None: missed); or {seed, error}
+    seeds: list[dict[str, Any]] = field(default_factory=list)
     # steady state
     steps_per_sample: int | None = None
     rounds: int | None = None

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from harness import stats
-from harness.backends import BACKENDS, SELF_CHECK
+from harness.backends import BACKENDS, FRAMEWORKS, SELF_CHECK
 from harness.flops import datasheet_peak
 from harness.record import CellRecord, Outcome, RunManifest, read_json
 from harness.spec import Cell
@@ -278,6 +278,32 @@ LARGEST_SCHEMA: dict[str, tuple[str, str]] = {
     "memory_peak_bytes": ("Int64", "its memory cgroup's peak at the largest batch (with a cap)"),
     "oom_peak_bytes": ("Int64", "the figure the out-of-memory try reached (its cgroup's peak)"),
 }
+ACCURACY_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "the run"),
+    "scenario": ("string", "accuracy"),
+    "cell_id": ("string", "the training cell whose first process trained this seed"),
+    "framework": ("string", ""), "tier": ("string", ""), "mode": ("string", ""),
+    "variant": ("string", "tuned: the variant its search chose"),
+    "workload": ("string", ""), "size": ("string", ""), "device": ("string", ""),
+    "batch_size": ("Int64", ""), "precision": ("string", ""),
+    "seed": ("Int64", "initial weights and batch order (the held-out data is the same)"),
+    "compile_cache": ("string", "cold: the process's first build (the cell's first seed); warm: "
+                      "a later seed, built afresh in the same process (framework imported, "
+                      "compile caches warm)"),
+    "target": ("string", "the workload's target on held-out data, e.g. accuracy ≥ 0.95"),
+    "budget_steps": ("Int64", "training steps in the budget (the seed trains all of them)"),
+    "steps_to_target": ("Int64", "steps at the first evaluation that met the target (empty: "
+                        "missed in the budget)"),
+    "time_to_target_s": ("Float64", "build + first step (compile included) + the training "
+                         "steps up to that evaluation; evaluations not counted (empty: missed)"),
+    "build_s": ("Float64", "model and trainer construction"),
+    "first_step_s": ("Float64", "the first step, synced (tracing and compilation)"),
+    "final_metric": ("Float64", "the target's metric at the end of the budget"),
+    "met": ("boolean", "the target was met at some evaluation within the budget"),
+    "evals": ("string", "JSON [[step, training seconds so far, metric], ...]: the fixed "
+              "evaluation schedule"),
+    "error": ("string", "why this seed did not finish (the cell's timing went on)"),
+}
 LOSSES_SCHEMA = {"run_id": "string", "scenario": "string", "cell_id": "string", "repeat": "Int64",
                  "step": "Int64", "loss": "Float64"}
 SAMPLES_SCHEMA = {"run_id": "string", "scenario": "string", "cell_id": "string",
@@ -289,12 +315,12 @@ TRAINING_PHASES = ("build", "first_step", "train", "steady")  # device_peak_byte
 COMPARISON_KEYS = ["scenario", "tier", "workload", "size", "device", "batch_size", "precision"]
 
 
-def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Build the per-process table, losses, samples and latencies from a run directory's raw
-    files."""
+def collect(run_dir: Path) -> tuple[pd.DataFrame, ...]:
+    """Build the per-process table, losses, samples, latencies and the seeds' times to target
+    from a run directory's raw files."""
     run = RunManifest.read(run_dir)
     run_id = run.run_id
-    rows, losses, samples, latencies = [], [], [], []
+    rows, losses, samples, latencies, seeds = [], [], [], [], []
     for proc_dir in sorted((run_dir / "cells").glob("*/r*/")):
         outcome = Outcome.read(proc_dir / "outcome.json")
         if outcome is None:
@@ -351,8 +377,53 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd
         losses += [(*key, i, v) for i, v in enumerate(record.losses)]
         samples += [(*key, i, v) for i, v in enumerate(step_samples)]
         latencies += [(*key, i, v) for i, v in enumerate(record.latency_samples_s)]
+        if cell.framework in FRAMEWORKS:  # not the self-check
+            seeds += [_seed_row(row, cell, s) for s in record.seeds]
     return (_frame(rows, SCHEMA), _frame(losses, LOSSES_SCHEMA), _frame(samples, SAMPLES_SCHEMA),
-            _frame(latencies, LATENCIES_SCHEMA))
+            _frame(latencies, LATENCIES_SCHEMA), _frame(seeds, ACCURACY_SCHEMA))
+
+
+def _seed_row(row: dict[str, Any], cell: Cell, seed: dict[str, Any]) -> dict[str, Any]:
+    """One row of the accuracy table: a seed's budget in a training cell's first process."""
+    evals = seed.get("evals") or []
+    return {**{k: row[k] for k in ("run_id", "cell_id", "framework", "tier", "mode", "variant",
+                                   "workload", "size", "device", "batch_size", "precision")},
+            "scenario": "accuracy", "seed": seed.get("seed"),
+            "compile_cache": seed.get("compile_cache"),
+            "target": str(cell.workload_spec.target),
+            "budget_steps": evals[-1][0] if evals else None,
+            "steps_to_target": seed.get("steps_to_target"),
+            "time_to_target_s": seed.get("time_to_target_s"),
+            "build_s": seed.get("build_s"), "first_step_s": seed.get("first_step_s"),
+            "final_metric": seed.get("final"),
+            "met": seed.get("steps_to_target") is not None if evals else None,
+            "evals": json.dumps(evals) if evals else None, "error": seed.get("error")}
+
+
+def time_to_target(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Per training cell, over its seeds: how many met the target, the median time and steps to
+    it, and MLPerf's summary (drop the fastest and the slowest seed, average the rest). A seed
+    that missed (or failed) counts as infinitely slow, so it is the first dropped; a median or
+    mean that still includes one is empty (not reached)."""
+    keys = ["run_id", "cell_id", "framework", "tier", "workload", "size", "device",
+            "batch_size", "precision", "target"]
+    rows = []
+    for key, g in accuracy.groupby(keys, sort=False, dropna=False):
+        times = np.sort(g["time_to_target_s"].astype(float).fillna(np.inf).to_numpy())
+        steps = np.sort(g["steps_to_target"].astype(float).fillna(np.inf).to_numpy())
+        kept = times[1:-1] if len(times) >= 3 else times
+        cold = g[g["compile_cache"] == "cold"]["time_to_target_s"]
+        rows.append({**dict(zip(keys, key)), "seeds": len(g), "met": int(g["met"].sum()),
+                     "median_s": _finite(np.median(times)),
+                     "mlperf_mean_s": _finite(kept.mean()),
+                     "median_steps": _finite(np.median(steps)),
+                     "cold_s": _first(cold) if len(cold) else None})
+    return pd.DataFrame(rows, columns=[*keys, "seeds", "met", "median_s", "mlperf_mean_s",
+                                       "median_steps", "cold_s"])
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _latency(samples: list[float] | np.ndarray) -> dict[str, Any]:
@@ -727,13 +798,15 @@ def conform(table: pd.DataFrame) -> pd.DataFrame:
 
 TABLES = {"results": SCHEMA, "summary": SUMMARY_SCHEMA, "ratios": RATIO_SCHEMA,
           "speedups": SPEEDUP_SCHEMA, "tuning": TUNING_SCHEMA, "losses": LOSSES_SCHEMA,
-          "samples": SAMPLES_SCHEMA, "latencies": LATENCIES_SCHEMA, "largest": LARGEST_SCHEMA}
-SMALL_TABLES = ("results", "summary", "ratios", "speedups", "tuning", "largest")  # also CSV
+          "samples": SAMPLES_SCHEMA, "latencies": LATENCIES_SCHEMA, "largest": LARGEST_SCHEMA,
+          "accuracy": ACCURACY_SCHEMA}
+SMALL_TABLES = ("results", "summary", "ratios", "speedups", "tuning", "largest",
+                "accuracy")  # also CSV
 
 
 def write(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Collect a run's raw outputs and save every table as Parquet (and the small ones as CSV)."""
-    table, losses, samples, latencies = collect(run_dir)
+    table, losses, samples, latencies, accuracy = collect(run_dir)
     run = RunManifest.read(run_dir)
     gpus = run.host.get("gpus") or [{}]
     groups = sample_groups(samples)
@@ -743,7 +816,7 @@ def write(run_dir: Path) -> dict[str, pd.DataFrame]:
               "ratios": ratios(summary, table, samples, m, latencies),
               "speedups": speedups(summary, samples, m), "tuning": tuning(run_dir),
               "losses": losses, "samples": samples, "latencies": latencies,
-              "largest": largest(table)}
+              "largest": largest(table), "accuracy": accuracy}
     for name, df in tables.items():
         df.to_parquet(run_dir / f"{name}.parquet", index=False)
         if name in SMALL_TABLES:

@@ -134,19 +134,21 @@ def _search_largest(cell: Cell, run_dir: Path, pythons: dict[str, str], timeout_
                     launchable: Callable[[Cell], bool]) -> None:
     """The largest-batch search of one cell (harness.largest): each try a process of its own,
     at its batch size, timed alone."""
-    def attempt(batch: int) -> str:
+    def attempt(batch: int) -> tuple[str, int | None]:
         c = replace(cell, batch_size=batch)
         if not launchable(c):
-            return "skipped"
+            return "skipped", None
         if on_start:
             on_start(c)
         outcome = _Process(c, run_dir, pythons, command, turn=False).wait(timeout_s)
         finish(replace(outcome, timing=f"alone: {_alone_reason(c)}"))
         if outcome.status == "interrupted":
-            return "interrupted"
-        return largest.classify(outcome.status, outcome.reason, outcome.out_of_memory)
+            return "interrupted", None
+        return (largest.classify(outcome.status, outcome.reason, outcome.out_of_memory),
+                outcome.memory_peak_bytes)
 
-    largest.search(cell.batch_size, attempt)
+    largest.search(cell.batch_size, attempt,
+                   cap=cell.memory_cap if cell.device == "cpu" and cell.memory_cap else None)
 
 
 def _alone_reason(cell: Cell) -> str:

@@ -48,6 +48,7 @@ class Cell:
     epochs: float = 10     # the training budget; a fraction of an epoch is allowed
     steady_seconds: float = 1.0
     seed: int = 0
+    seeds: int = 1          # training budgets run from seed, seed + 1, ... (time to target)
     precision: str = "fp32"
     threads: int = 0        # CPUs to pin the process to; 0 = its whole affinity mask
     repeat: int = 0         # which fresh process of this cell (0 runs with cold caches)

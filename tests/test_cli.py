@@ -43,6 +43,8 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
         (["--memory-cap", "lots"], "a memory size must be a positive number"),
         (["--memory-cap", "0G"], "a memory size must be a positive number"),
         (["--scenarios", "serve"], "valid scenarios: train, infer, largest"),
+        (["--infer-paths", "onnx"], "valid inference paths: eager, compiled, export"),
+        (["--seeds", "0"], "--seeds must be at least 1"),
         (["--scenarios", "infer", "--tiers", "tuned"], "the infer and largest scenarios run"),
         (["--modes", "graph", "--frameworks", "torch"], "tensorflow: eager, graph, compiled"),
     ]:
@@ -117,6 +119,17 @@ def test_end_to_end_run(small_run: Path) -> None:
     assert ratios["level"].eq(1 - 0.05 / m).all() and speedups["level"].eq(1 - 0.05 / m).all()
     assert set(ratios["verdict"]) <= {"faster", "slower", "equivalent", "inconclusive"}
     assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
+    # time to target: three seeds per training cell, the first cold, each on the evaluation
+    # schedule (a fifth of the budget may not reach the target: a miss is a row, not a gap)
+    accuracy = pd.read_parquet(run_dir / "accuracy.parquet")
+    assert accuracy.groupby("cell_id")["seed"].apply(sorted).map(tuple).eq((0, 1, 2)).all()
+    assert set(accuracy["cell_id"]) == set(real["cell_id"])
+    assert (accuracy.groupby("cell_id")["compile_cache"].apply(list).map(tuple)
+            == ("cold", "warm", "warm")).all()
+    assert accuracy["error"].isna().all() and accuracy["evals"].notna().all()
+    assert (accuracy["met"] == accuracy["time_to_target_s"].notna()).all()
+    for evals in accuracy["evals"].map(json.loads):
+        assert len(evals) >= 2 and evals[-1][1] >= evals[0][1] > 0
 
 
 def test_end_to_end_inference(small_run: Path) -> None:
@@ -203,35 +216,64 @@ def test_tiers_and_modes_by_default_quick_and_full() -> None:
 
 
 def test_scenarios_by_default_quick_and_full() -> None:
-    """Default: training and every inference path of the idiomatic tier (one process each
-    unless --repeats is given); --quick: the idiomatic compiled path; --full: both inference
-    tiers and the largest-batch search, once per framework (its tries are fresh processes)."""
+    """Default: training, the idiomatic tier's export path (one process each unless --repeats
+    is given) and the largest-batch search for mlp and cnn; --quick: training and the idiomatic
+    compiled path; --full: every path of both inference tiers and a search for every workload,
+    once per framework (its tries are fresh processes)."""
     from harness.__main__ import make_cells, run_parser
 
     def cells(*argv: str) -> list:
         return make_cells(run_parser().parse_args(list(argv)))[1:]
 
     default = cells()
-    assert {c.scenario for c in default} == {"train", "infer"}
+    assert {c.scenario for c in default} == {"train", "infer", "largest"}
     infer = [c for c in default if c.scenario == "infer"]
-    assert len(infer) == 5 * 3 * 3 and {c.tier for c in infer} == {"idiomatic"}
-    assert {c.mode for c in infer} == {"eager", "compiled", "export"}
+    assert len(infer) == 5 * 3 and {c.tier for c in infer} == {"idiomatic"}
+    assert {c.mode for c in infer} == {"export"}
     assert {(c.workload, c.batch_size) for c in infer} == {
         ("mlp", 256), ("cnn", 256), ("resnet", 128), ("transformer", 64), ("lstm", 64)}
     assert not any(c.train for c in infer) and {c.repeat for c in infer} == {0}
-    assert len([c for c in cells("--repeats", "2") if c.scenario == "infer"]) == 2 * 45
+    assert len([c for c in cells("--repeats", "2") if c.scenario == "infer"]) == 2 * 15
+    paths = cells("--infer-paths", "eager,compiled", "--scenarios", "infer")
+    assert {c.mode for c in paths} == {"eager", "compiled"} and len(paths) == 2 * 15
+    searches = [c for c in default if c.scenario == "largest"]
+    assert {(c.workload, c.tier) for c in searches} == {("mlp", "idiomatic"),
+                                                         ("cnn", "idiomatic")}
+    assert len(searches) == 2 * 3 and {c.memory_cap for c in searches} == {2**31}
     quick = cells("--quick")
+    assert {c.scenario for c in quick} == {"train", "infer"}
     assert {(c.tier, c.mode) for c in quick if c.scenario == "infer"} == {
         ("idiomatic", "compiled")}
     full = cells("--full", "--workloads", "resnet")
     assert {c.tier for c in full if c.scenario == "infer"} == {"identical", "idiomatic"}
+    assert {c.mode for c in full if c.scenario == "infer"} == {"eager", "compiled", "export"}
     searches = [c for c in full if c.scenario == "largest"]
     assert len(searches) == 2 * 3 and {c.repeat for c in searches} == {0}
-    assert {c.memory_cap for c in searches} == {2**31}
     assert ("tensorflow", "idiomatic", "graph") in {(c.framework, c.tier, c.mode)
                                                     for c in searches}
     capped = cells("--scenarios", "largest", "--memory-cap", "1G", "--workloads", "lstm")
     assert {(c.workload, c.tier, c.memory_cap) for c in capped} == {("lstm", "idiomatic", 2**30)}
+
+
+def test_the_default_suite_spends_repeats_and_seeds_on_the_tuned_tier() -> None:
+    """By default the tuned tier (the decision's) gets a second, warm process and three seeds
+    in its first; the idiomatic tier one process and one seed. --repeats, --seeds or --full
+    give every tier the same; --quick one of each."""
+    from harness.__main__ import make_cells, run_parser
+
+    def train(*argv: str) -> dict[tuple[str, int], int]:
+        made = make_cells(run_parser().parse_args(["--workloads", "mlp", "--scenarios",
+                                                   "train", *argv]))[1:]
+        counts: dict[tuple[str, int], int] = {}
+        for c in made:  # (tier, repeat): seeds, the same for every framework
+            counts[(c.tier, c.repeat)] = c.seeds
+        return counts
+
+    assert train() == {("idiomatic", 0): 1, ("tuned", 0): 3, ("tuned", 1): 1}
+    assert train("--seeds", "5", "--repeats", "2") == {
+        ("idiomatic", 0): 5, ("tuned", 0): 5, ("idiomatic", 1): 1, ("tuned", 1): 1}
+    assert train("--quick") == {("idiomatic", 0): 1, ("tuned", 0): 1}
+    assert train("--full")[("identical", 1)] == 1 and train("--full")[("idiomatic", 0)] == 3
 
 
 def test_readme_documents_the_schema_and_test_command() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -13,12 +14,15 @@ from harness import largest, limits
 from tests.conftest import run_cli
 
 
-def fake(limit: int, tried: list[int], fail_at: int | None = None):  # noqa: ANN201
-    def attempt(batch: int) -> str:
+def fake(limit: int, tried: list[int], fail_at: int | None = None,
+         memory=None):  # noqa: ANN001, ANN201
+    """A try: fits up to ``limit``; ``memory(batch)`` its peak, if given."""
+    def attempt(batch: int) -> tuple[str, int | None]:
         tried.append(batch)
         if batch == fail_at:
-            return "failed: boom"
-        return "ok" if batch <= limit else "oom"
+            return "failed: boom", None
+        peak = memory(batch) if memory else None
+        return ("ok" if batch <= limit else "oom"), peak
     return attempt
 
 
@@ -28,6 +32,25 @@ def test_doubling_then_bisection_brackets_the_limit() -> None:
     assert tried[:6] == [32, 64, 128, 256, 512, 1024]  # doubling until it runs out
     assert good <= 1000 < bad and bad <= good * largest.RESOLUTION and why == "bisected"
     assert all(512 < b < 1024 for b in tried[6:])  # then bisection between the two
+
+
+@pytest.mark.parametrize("per_example", [2_000, 40_000, 2_000_000])
+def test_memory_peaks_steer_the_search_to_the_cap_in_fewer_tries(per_example: int) -> None:
+    """A process of 500 MB plus per_example bytes per example (with a little noise), capped at
+    2 GiB: the line through the fitting tries' peaks finds the limit with far fewer tries than
+    doubling and bisection, and brackets it as tightly."""
+    cap, base = 2 * 2**30, 500 * 2**20
+    rng = np.random.default_rng(per_example)
+
+    def memory(batch: int) -> int:
+        return int(base + per_example * batch + rng.normal(0, 2 * 2**20))
+    limit = (cap - base) // per_example
+    steered: list[int] = []
+    good, bad, why = largest.search(32, fake(limit, steered, memory=memory), cap=cap)
+    assert why == "bisected" and good <= limit < bad <= good * largest.RESOLUTION
+    plain: list[int] = []
+    assert largest.search(32, fake(limit, plain))[:2] != (None, None)
+    assert len(steered) <= len(plain) - 3, (steered, plain)
 
 
 def test_a_start_that_does_not_fit_halves_first() -> None:

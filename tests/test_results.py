@@ -17,7 +17,7 @@ def test_round_trip_through_parquet_keeps_the_schema(small_run: Path) -> None:
         for column, spec in schema.items():
             dtype = spec[0] if isinstance(spec, tuple) else spec
             assert str(df[column].dtype) == dtype, (name, column)
-    table, losses, samples, _ = results.collect(run_dir)
+    table, losses, samples, _, _ = results.collect(run_dir)
     pd.testing.assert_frame_equal(tables["results"], table)
     csv = pd.read_csv(run_dir / "results.csv")
     assert list(csv.columns) == list(results.SCHEMA) and len(csv) == len(table)

@@ -23,10 +23,11 @@ import jinja2
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
-from harness import stats
+from harness import results, stats
 from harness.backends import SELF_CHECK, TIER_DESCRIPTIONS
 from harness.record import RunManifest
 from harness.report.charts import (
+    accuracy_figure,
     batch_figure,
     latency_figure,
     loss_figure,
@@ -47,6 +48,7 @@ from harness.report.decide import (
     overall,
 )
 from harness.report.evidence import (
+    accuracy_rows,
     cell_rows,
     choice_rows,
     findings,
@@ -79,6 +81,14 @@ def _groups(real: pd.DataFrame, keys: list[str]) -> list[tuple[Any, pd.DataFrame
     return list(real.groupby(keys, sort=False, dropna=False))
 
 
+def with_time_to_target(cells: pd.DataFrame, ttt: pd.DataFrame) -> pd.DataFrame:
+    """The training cells with their seeds' time to target (``results.time_to_target``) as
+    ttt_* columns."""
+    cols = {"median_s": "ttt_median_s", "mlperf_mean_s": "ttt_mlperf_s", "seeds": "ttt_seeds",
+            "met": "ttt_met", "target": "ttt_target", "median_steps": "ttt_steps"}
+    return cells.merge(ttt[["cell_id", *cols]].rename(columns=cols), on="cell_id", how="left")
+
+
 def context(run_dir: Path) -> dict[str, Any]:
     """Everything the template and summary.md show, worked out from the run's folder."""
     tables = load_tables(run_dir)
@@ -90,7 +100,8 @@ def context(run_dir: Path) -> dict[str, Any]:
     order = {w: i for i, w in enumerate(run["workloads"])}
     measured = summary[summary["framework"] != SELF_CHECK].sort_values(
         "workload", key=lambda w: w.map(order), kind="stable")
-    real = measured[measured["scenario"] == "train"]
+    ttt = results.time_to_target(tables["accuracy"])
+    real = with_time_to_target(measured[measured["scenario"] == "train"], ttt)
     infer = measured[measured["scenario"] == "infer"]
     manifests = {r["cell_id"]: json.loads(r["manifest"]) for _, r in
                  per_process[per_process["repeat"] == 0].iterrows()
@@ -155,6 +166,8 @@ def context(run_dir: Path) -> dict[str, Any]:
         "run": run, "sections": sections, "trust": checks, "decisions": decisions,
         "infer": infer_rows(infer), "latency_chart": latency_figure(infer),
         "largest": largest_rows(tables["largest"]), "batch_chart": batch_figure(measured),
+        "accuracy": accuracy_rows(ttt, order),
+        "accuracy_chart": accuracy_figure(tables["accuracy"]),
         "criteria": CRITERIA, "priorities": PRIORITIES, "not_measured": NOT_MEASURED,
         "overall": overall(decisions), "profile": profile_figure(decisions),
         "correction": correction(ratios), "margin": f"{stats.EQUIVALENCE_MARGIN:.0%}",

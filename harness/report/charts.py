@@ -4,6 +4,7 @@ distributions, where the first process's time went, and the loss curves."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -269,3 +270,39 @@ def batch_figure(cells: pd.DataFrame) -> str:
     fig.update_yaxes(title_text="peak memory (MiB)", row=2, col=1)
     fig.update_layout(title="Batch scaling: throughput (top) and peak memory (bottom)")
     return _figure_html(fig, height=560)
+
+
+def accuracy_figure(accuracy: pd.DataFrame) -> str:
+    """Per workload, the target's metric on held-out data against training time (build and
+    first step included) at each evaluation of the fixed schedule: one line per seed, coloured
+    by framework, the target as a horizontal line."""
+    rows = accuracy[accuracy["evals"].notna()]
+    if rows.empty:
+        return ""
+    workloads = list(dict.fromkeys(rows["workload"]))
+    fig = make_subplots(rows=1, cols=len(workloads), subplot_titles=workloads)
+    shown: set[str] = set()
+    for col, workload in enumerate(workloads, start=1):
+        for _, r in rows[rows["workload"] == workload].iterrows():
+            evals = json.loads(r["evals"])
+            fixed = float(r["build_s"] or 0) + float(r["first_step_s"] or 0)
+            name = f"{r['framework']} {r['tier']}"
+            fig.add_scatter(
+                x=[fixed + e[1] for e in evals], y=[e[2] for e in evals], mode="lines+markers",
+                name=name, legendgroup=name, showlegend=name not in shown,
+                line=dict(color=COLORS.get(r["framework"], "#777"),
+                          dash="solid" if r["tier"] == "tuned" else "dot", width=1),
+                marker=dict(size=4, symbol=SYMBOLS.get(r["tier"], "circle")),
+                hovertemplate=f"{name}, seed {r['seed']}<br>%{{x:.2f}} s: %{{y:.3f}}"
+                              "<extra></extra>", row=1, col=col)
+            shown.add(name)
+        target = rows[rows["workload"] == workload]["target"].iloc[0]
+        value = float(target.split()[-1])
+        fig.add_hline(y=value, line=dict(color="#555", dash="dash", width=1), row=1, col=col)
+        metric = target.split()[0]
+        fig.update_yaxes(title_text=metric if col == 1 else None,
+                         type="log" if metric == "perplexity" else "linear", row=1, col=col)
+        fig.update_xaxes(title_text="seconds (build, first step, training)", row=1, col=col)
+    fig.update_layout(title="Held-out quality against training time, every seed (dashed: the "
+                            "target)")
+    return _figure_html(fig, height=380)

@@ -259,3 +259,22 @@ def largest_rows(largest: pd.DataFrame) -> list[dict[str, Any]]:
             "sentence": sentence,
         })
     return rows
+
+
+def accuracy_rows(ttt: pd.DataFrame, order: dict[str, int]) -> list[dict[str, Any]]:
+    """The accuracy scenario's table: per training cell, its seeds' time to the target."""
+    rows = []
+    ttt = ttt.sort_values(["workload", "tier", "framework"],
+                          key=lambda c: c.map(order) if c.name == "workload" else c)
+    for _, r in ttt.iterrows():
+        rows.append({
+            "workload": f"{r['workload']} {r['size']}", "framework": r["framework"],
+            "tier": r["tier"], "target": r["target"],
+            "met": f"{int(r['met'])} of {int(r['seeds'])}", "all_met": r["met"] == r["seeds"],
+            "median": "not reached" if is_missing(r["median_s"]) else fmt_s(r["median_s"]),
+            "mlperf": "–" if r["seeds"] < 3 else "not reached" if is_missing(
+                r["mlperf_mean_s"]) else fmt_s(r["mlperf_mean_s"]),
+            "steps": "–" if is_missing(r["median_steps"]) else f"{r['median_steps']:,.0f}",
+            "cold": "not reached" if is_missing(r["cold_s"]) else fmt_s(r["cold_s"]),
+        })
+    return rows

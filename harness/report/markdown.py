@@ -62,8 +62,9 @@ def summary(ctx: dict[str, Any], links: list[dict[str, str]]) -> str:
                f"Throughput ratios carry {corr['level']} CIs (this run predates the "
                "multiple-comparison correction)."),
               f"Verdicts: faster/slower beyond ±{ctx['margin']}, equivalent within it, else "
-              "inconclusive. Start-up, memory and accuracy are measured once per process: "
-              "their ratios carry no CI.", "", "## Tables", ""]
+              "inconclusive. Start-up, memory and accuracy are measured once per process, and "
+              "time to target is a median over seeds trained one after another: their ratios "
+              "carry no CI.", "", "## Tables", ""]
     lines += [f"- {link['name']}: " + ", ".join(f"[{f['ext']}]({f['href']})"
                                                 for f in link["files"]) for link in links]
     if ctx["problems"]:
