@@ -162,9 +162,12 @@ def run_parser() -> argparse.ArgumentParser:
                    "workload's)")
     p.add_argument("--steady-seconds", type=float, default=None,
                    help="time budget of the steady-state timing per cell (default: 1)")
-    p.add_argument("--precision", type=_choice("precision", PRECISIONS), default="fp32",
-                   help="fp32 (TF32 off everywhere), tf32 (on everywhere) or bf16 (autocast / "
-                   "Keras mixed_bfloat16 / bfloat16 compute in JAX); default fp32")
+    p.add_argument("--precision", type=_names("precision", PRECISIONS), default=["fp32"],
+                   help="comma list of fp32 (TF32 off everywhere), tf32 (on everywhere), bf16 "
+                   "(autocast / Keras mixed_bfloat16 / bfloat16 compute in JAX): every cell at "
+                   "each, the precisions of one comparison timed in the same turns, and the "
+                   "report sets each reduced precision's speed beside its accuracy against fp32 "
+                   "(default: fp32)")
     p.add_argument("--repeats", type=int, default=None,
                    help=f"fresh processes per cell, frameworks interleaved (default "
                    f"{DEFAULT_REPEATS} for the {DECISION_TIER} tier, cold then warm compile "
@@ -345,7 +348,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
         except PermissionError as exc:
             raise SystemExit(f"framebench: {exc}") from None
     common = dict(data_dir=args.data_dir, seed=args.seed, memory_cap=args.memory_cap,
-                  precision=args.precision, threads=args.threads or default_threads(),
+                  threads=args.threads or default_threads(),
                   steady_seconds=args.steady_seconds
                   or (QUICK_STEADY_S if args.quick else Cell.steady_seconds))
     base = []
@@ -386,6 +389,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
         raise SystemExit("framebench: no cell to run: the infer and largest scenarios run "
                          f"the tiers {', '.join(INFER_TIERS)}, and none of them is selected ("
                          f"{', '.join(tiers)})")
+    base = [replace(c, precision=p) for c in base for p in args.precision]
     first = base[0]
     noop = replace(first, framework=SELF_CHECK, mode="eager", tier="identical", epochs=1,
                    steady_seconds=1.0, scenario="train")
@@ -460,7 +464,7 @@ def run(argv: list[str]) -> int:
         run_id=run_id, started=now_iso(), argv=["framebench", *argv], host=host_info(),
         cells=list(dict.fromkeys(c.id for c in cells)),
         repeats=max(c.repeat for c in cells) + 1, threads=cells[0].threads,
-        precision=args.precision, tiers=list(dict.fromkeys(c.tier for c in cells[1:])),
+        precision=",".join(args.precision), tiers=list(dict.fromkeys(c.tier for c in cells[1:])),
         workloads={w: WORKLOADS[w].description for w in args.workloads})
     meta.save(run_dir)
     pythons = dict(args.python)

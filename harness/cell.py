@@ -99,6 +99,7 @@ class CellRun:
         self.record = CellRecord(cell_id=cell.id, repeat=cell.repeat, started=now_iso())
         self.trainer: Any = None
         self.backend: Any = None
+        self.dataset: data.Dataset | None = None
         self.steady: list[Any] = []
         self.rewarm_steps = 0
 
@@ -170,8 +171,7 @@ class CellRun:
     def prepare(self) -> None:
         """Everything before the timed phase; raises backends.Unavailable to skip. A cell that
         trains runs its budget with held-out evaluations on a fixed schedule (the time to the
-        workload's target), then the budgets of its further seeds (``Cell.seeds``), each with a
-        fresh model and trainer."""
+        workload's target); its further seeds train after the timing (``train_seeds``)."""
         c, r = self.cell, self.record
         dataset, _ = self.open_trainer()
         trainer = self.trainer
@@ -189,12 +189,7 @@ class CellRun:
                 metrics = self._evaluate(dataset)
             evals.append([steps, r.train_s, metrics[c.workload_spec.target.metric]])
             r.seeds = [seed_run(c, c.seed, r.build_s, r.first_step_s, r.compile_cache, evals)]
-            self.save()
-            if c.seeds > 1:
-                with self.phase("seeds"):
-                    for seed in range(c.seed + 1, c.seed + c.seeds):
-                        r.seeds.append(self._train_seed(dataset, seed, steps))
-                        self.save()
+        self.dataset = dataset
         r.losses = losses
         self.steady = [trainer.put(x, y) for x, y in
                        _take(data.batches(dataset.x_train, dataset.y_train, c.batch_size,
@@ -258,6 +253,18 @@ class CellRun:
         r.test_accuracy, r.test_perplexity = metrics["accuracy"], metrics.get("perplexity")
         r.target_met = w.target.met(metrics[w.target.metric])
         return metrics
+
+    def train_seeds(self) -> None:
+        """The budgets of the cell's further seeds (``Cell.seeds``), each with a fresh model
+        and trainer, after the timed samples and the memory figures (two models are alive at
+        once here: not the cell's footprint)."""
+        c = self.cell
+        if not c.train:
+            return
+        steps = budget_steps(c, self.dataset)
+        for seed in range(c.seed + 1, c.seed + c.seeds):
+            self.record.seeds.append(self._train_seed(self.dataset, seed, steps))
+            self.save()
 
     def _train_seed(self, dataset: data.Dataset, seed: int, steps: int) -> dict[str, Any]:
         """One more seed's budget (its initial weights and batch order), with a fresh model and
@@ -354,6 +361,7 @@ class CellRun:
         r.nvml_process_bytes = nvml_process_bytes(os.getpid())
         r.sync_check = sync_check(self.trainer, self.steady, float(np.median(step_s)))
         r.compile_stats = compile_stats(self.trainer)
+        self.train_seeds()
         r.status, r.ended = "ok", now_iso()
         self.save()
 

@@ -197,7 +197,8 @@ RATIO_SCHEMA: dict[str, tuple[str, str]] = {
     "tier": ("string", ""), "workload": ("string", ""), "size": ("string", ""),
     "device": ("string", ""),
     "batch_size": ("Int64", ""),
-    "precision": ("string", ""),
+    "precision": ("string", "both cells' precision; a reduced precision against the same "
+                  "framework's fp32 cell: \"bf16/fp32\" (or tf32/fp32)"),
     "metric": ("string", "what is timed: step (train: a training step) | latency (infer: a "
                "request at batch 1) | request (infer: a request at the throughput batch)"),
     "a": ("string", "cell id of the numerator"), "b": ("string", "cell id of the denominator"),
@@ -559,14 +560,15 @@ def _relate(summary: pd.DataFrame) -> pd.DataFrame:
 def ratios(summary: pd.DataFrame, table: pd.DataFrame, samples: pd.DataFrame,
            comparisons: int, latencies: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every pair of finished cells of different frameworks within one comparison group (one
-    tier), debugging modes left out. Where both were timed in turns, the ratio comes from the
+    tier), and each reduced-precision cell against its framework's fp32 cell, debugging modes
+    left out. Where both were timed in turns, the ratio comes from the
     pairs of samples taken in the same rotations."""
     level = stats.corrected_level(comparisons)
     by_process = process_samples(samples)
     turns = set(table.loc[table["timing"] == "turns", ["cell_id", "repeat"]]
                 .itertuples(index=False, name=None))
     rows = []
-    for key, a, b in _framework_pairs(summary):
+    for key, a, b in [*_framework_pairs(summary), *_precision_pairs(summary)]:
         pooled_a, pooled_b = _groups(by_process, a), _groups(by_process, b)
         paired = [by_process[a, r][:n] / by_process[b, r][:n]
                   for (cid, r) in sorted(by_process) if cid == a and (a, r) in turns
@@ -658,6 +660,25 @@ def _framework_pairs(summary: pd.DataFrame) -> list[tuple[tuple, str, str]]:
             if a["framework"] != b["framework"]]
 
 
+def _precision_pairs(summary: pd.DataFrame) -> list[tuple[tuple, str, str]]:
+    """(comparison key with precision "<reduced>/fp32", reduced cell, fp32 cell) for each
+    finished training cell at a reduced precision (tf32, bf16) and the same framework's cell
+    at fp32 (same tier and mode; tuned: whatever each precision's search chose)."""
+    done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()
+                   & (summary["debug_mode"] != True)  # noqa: E712
+                   & (summary["scenario"] == "train")]
+    same = [k for k in COMPARISON_KEYS if k != "precision"]
+    out = []
+    for _, group in done.groupby([*same, "framework"], sort=False):
+        for _, base in group[group["precision"] == "fp32"].iterrows():
+            for _, low in group[group["precision"] != "fp32"].iterrows():
+                if low["tier"] == "tuned" or low["mode"] == base["mode"]:
+                    key = tuple(f"{low['precision']}/fp32" if k == "precision" else low[k]
+                                for k in COMPARISON_KEYS)
+                    out.append((key, low["cell_id"], base["cell_id"]))
+    return out
+
+
 def _tier_pairs(summary: pd.DataFrame) -> list[tuple[tuple, Any, Any]]:
     """(key, idiomatic cell, tuned cell) of each framework (same workload, size, device,
     batch, precision)."""
@@ -703,9 +724,10 @@ def _groups(by_process: dict[tuple[str, int], np.ndarray], cell_id: str) -> list
 
 def comparison_count(summary: pd.DataFrame) -> int:
     """m, the verdicts a run's report states: between-framework ratios (training, and the best
-    inference paths) and tuned-vs-idiomatic speed-ups (the Bonferroni correction's
-    denominator)."""
-    return len(_framework_pairs(summary)) + len(_infer_pairs(summary)) + len(_tier_pairs(summary))
+    inference paths), reduced precision against fp32 and tuned-vs-idiomatic speed-ups (the
+    Bonferroni correction's denominator)."""
+    return (len(_framework_pairs(summary)) + len(_precision_pairs(summary))
+            + len(_infer_pairs(summary)) + len(_tier_pairs(summary)))
 
 
 def tuning(run_dir: Path) -> pd.DataFrame:

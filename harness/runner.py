@@ -1,6 +1,7 @@
 """Runs each benchmark cell in a fresh Python process with a timeout.
 
-Cells that will be compared (same tier, workload, size, device, batch, precision and repeat;
+Cells that will be compared (same tier, workload, size, device, batch and repeat, every
+precision of the run: frameworks against each other, a reduced precision against fp32;
 debugging modes and the self-check apart) are timed *in turns* (``harness.turns``): their
 processes are prepared one after another, then take their timed samples in rotation. A cell
 with nothing to pair with, or one the caller asks to time alone, runs start to end on its own.
@@ -124,8 +125,7 @@ def turn_key(cell: Cell) -> tuple | None:
     if cell.framework == SELF_CHECK or info is None or cell.mode in info.debug_modes \
             or cell.scenario != "train":
         return None
-    return (cell.repeat, cell.tier, cell.workload, cell.size_name, cell.device, cell.batch_size,
-            cell.precision)
+    return (cell.repeat, cell.tier, cell.workload, cell.size_name, cell.device, cell.batch_size)
 
 
 def _search_largest(cell: Cell, run_dir: Path, pythons: dict[str, str], timeout_s: float,

@@ -194,11 +194,12 @@ def _summarize(candidates: list[dict[str, Any]], times: dict[int, np.ndarray]) -
 
 
 def source_digest(framework: str) -> str:
-    """SHA-256 of the code a search measured and judged: the framework's backend package, the
-    model core and this module. Editing a variant, a tier, a layer or the check makes the kept
+    """SHA-256 of the code a search measured and judged: the framework's backend package (its
+    inference paths apart), the model core and this module. Editing a variant, a tier, a layer or the check makes the kept
     searches stale."""
     root = Path(__file__).parent
-    files = sorted((root / "backends" / framework).glob("*.py")) + sorted(
+    files = sorted(p for p in (root / "backends" / framework).glob("*.py")
+                   if p.name != "infer.py") + sorted(  # serving code: not the step searched
         (root / "model").rglob("*.py")) + [Path(__file__)]
     digest = hashlib.sha256()
     for path in files:

@@ -283,3 +283,37 @@ def test_readme_documents_the_schema_and_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert schema_markdown() in readme and schema_markdown(SUMMARY_SCHEMA) in readme
     assert "nox -s tests" in readme and "nox -s tests" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_reduced_precision_beside_fp32(tmp_path: Path) -> None:
+    """--precision fp32,bf16: every cell at both, the two precisions of a comparison timed in
+    the same turns, so each framework's bf16 cell has a paired ratio against its fp32 cell;
+    the report sets the speed-up beside the quality (test metric, time to target, inference
+    logits against the reference)."""
+    proc = run_cli("--quick", "--workloads", "mlp", "--tiers", "idiomatic", "--precision",
+                   "fp32,bf16", "--steady-seconds", "0.2", "--run-id", "bf", "--results-dir",
+                   "r", "--reports-dir", "p", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = tmp_path / "r" / "bf"
+    table = pd.read_parquet(run_dir / "results.parquet")
+    real = table[table["framework"] != "noop"]
+    assert (real["status"] == "ok").all(), real[["cell_id", "reason"]]
+    assert real.groupby(["scenario", "precision"]).size().to_dict() == {
+        ("infer", "bf16"): 3, ("infer", "fp32"): 3, ("train", "bf16"): 3, ("train", "fp32"): 3}
+    train = real[real["scenario"] == "train"]
+    assert set(train["timing"]) == {"turns"}  # one rotation: three frameworks, two precisions
+    partners = json.loads(next((run_dir / "cells").glob("*-bf16/r0/outcome.json")).read_text())
+    assert len(partners["partners"]) == 6
+    ratios = pd.read_parquet(run_dir / "ratios.parquet")
+    mixed = ratios[ratios["precision"] == "bf16/fp32"]
+    assert len(mixed) == 3 and mixed["paired"].all() and (mixed["n_pairs"] >= 30).all()
+    assert all(a.endswith("-bf16") and not b.endswith("-bf16")
+               for a, b in zip(mixed["a"], mixed["b"]))
+    frameworks = ratios[ratios["precision"].isin(["fp32", "bf16"]) & (ratios["metric"] == "step")]
+    assert len(frameworks) == 2 * 3  # between frameworks, within each precision
+    accuracy = pd.read_parquet(run_dir / "accuracy.parquet")
+    assert set(accuracy["precision"]) == {"fp32", "bf16"}
+    html = (tmp_path / "p" / "bf" / "index.html").read_text()
+    assert 'id="precision-table"' in html and "Reduced precision: speed against quality" in html
+    assert html.count("bf16/fp32") >= 6 and "accuracy 0." in html and "of the float64" in html

@@ -54,6 +54,7 @@ from harness.report.evidence import (
     findings,
     infer_rows,
     largest_rows,
+    precision_rows,
     ratio_rows,
     search_rows,
 )
@@ -167,6 +168,7 @@ def context(run_dir: Path) -> dict[str, Any]:
         "infer": infer_rows(infer), "latency_chart": latency_figure(infer),
         "largest": largest_rows(tables["largest"]), "batch_chart": batch_figure(measured),
         "accuracy": accuracy_rows(ttt, order),
+        "precision_rows": precision_rows(pd.concat([real, infer]), ratios),
         "accuracy_chart": accuracy_figure(tables["accuracy"]),
         "criteria": CRITERIA, "priorities": PRIORITIES, "not_measured": NOT_MEASURED,
         "overall": overall(decisions), "profile": profile_figure(decisions),

@@ -127,7 +127,7 @@ def ratio_rows(cells: pd.DataFrame, ratios: pd.DataFrame) -> list[dict[str, str]
     name = dict(zip(cells["cell_id"], cells.apply(label, axis=1)))
     fws = dict(zip(cells["cell_id"], cells["framework"]))
     rows = []
-    mine = ratios[ratios["a"].isin(ids)]
+    mine = ratios[ratios["a"].isin(ids) & ~ratios["precision"].fillna("").str.contains("/")]
     for tier in HEADLINE_TIERS:
         for _, r in mine[mine["tier"] == tier].iterrows():
             if tier == "tuned" or mode[r["a"]] == mode[r["b"]] or {r["a"], r["b"]} <= best:
@@ -278,3 +278,55 @@ def accuracy_rows(ttt: pd.DataFrame, order: dict[str, int]) -> list[dict[str, An
             "cold": "not reached" if is_missing(r["cold_s"]) else fmt_s(r["cold_s"]),
         })
     return rows
+
+
+def precision_rows(cells: pd.DataFrame, ratios: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each reduced-precision cell beside its framework's fp32 cell: the speed-up (training:
+    paired where they were timed in the same turns; inference: the ratio of the figures), and
+    what it costs in quality (test accuracy or perplexity after the same budget, the median
+    time to target)."""
+    by_id = cells.set_index("cell_id")
+    rows = []
+    for _, r in ratios[ratios["precision"].fillna("").str.contains("/")].iterrows():
+        low, base = by_id.loc[r["a"]], by_id.loc[r["b"]]
+        lm = not is_missing(base["test_perplexity"])
+        metric = "test_perplexity" if lm else "test_accuracy"
+        quality = "–" if is_missing(low[metric]) or is_missing(base[metric]) else (
+            f"perplexity {base[metric]:.2f} → {low[metric]:.2f}" if lm else
+            f"accuracy {base[metric]:.3f} → {low[metric]:.3f}")
+        ttt = "–" if is_missing(base.get("ttt_median_s")) and is_missing(
+            low.get("ttt_median_s")) else (f"{_or_miss(base.get('ttt_median_s'))} → "
+                                           f"{_or_miss(low.get('ttt_median_s'))}")
+        rows.append({
+            "scenario": "training", "workload": f"{low['workload']} {low['size']}",
+            "framework": low["framework"], "tier": low["tier"], "what": label(low),
+            "precision": r["precision"], "speedup": f"{1 / r['ratio']:.2f}×",
+            "ci": f"{fmt_level(float(r['level']))} CI {1 / r['ci_high']:.2f}–"
+                  f"{1 / r['ci_low']:.2f}",
+            "verdict": verdict_words(r["verdict"], low["precision"], base["precision"],
+                                     r["ci_low"], r["ci_high"], settle_of(r)),
+            "timing": timing_text(r), "quality": quality, "time_to_target": ttt})
+    infer = cells[(cells["scenario"] == "infer") & (cells["status"] == "ok")]
+    keys = ["framework", "tier", "mode", "workload", "size", "device", "batch_size"]
+    for _, group in infer.groupby(keys, sort=False):
+        base = group[group["precision"] == "fp32"]
+        for _, low in group[group["precision"] != "fp32"].iterrows():
+            if base.empty:
+                continue
+            b = base.iloc[0]
+            rows.append({
+                "scenario": "inference", "workload": f"{low['workload']} {low['size']}",
+                "framework": low["framework"], "tier": low["tier"],
+                "what": f"{low['mode']} path", "precision": f"{low['precision']}/fp32",
+                "speedup": f"{b['latency_p50_s'] / low['latency_p50_s']:.2f}× latency, "
+                           f"{low['items_per_s'] / b['items_per_s']:.2f}× throughput",
+                "ci": "", "verdict": "unpaired (infer cells run one after another)",
+                "timing": "",
+                "quality": f"logits within {low['reference_error']:.1e} of the float64 "
+                           "reference" if not is_missing(low["reference_error"]) else "–",
+                "time_to_target": ""})
+    return rows
+
+
+def _or_miss(value: Any) -> str:
+    return "not reached" if is_missing(value) else fmt_s(float(value))
