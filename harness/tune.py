@@ -195,8 +195,8 @@ def _summarize(candidates: list[dict[str, Any]], times: dict[int, np.ndarray]) -
 
 def source_digest(framework: str) -> str:
     """SHA-256 of the code a search measured and judged: the framework's backend package (its
-    inference paths apart), the model core and this module. Editing a variant, a tier, a layer or the check makes the kept
-    searches stale."""
+    inference paths apart), the model core and this module. Editing a variant, a tier, a layer
+    or the check makes the kept searches stale."""
     root = Path(__file__).parent
     files = sorted(p for p in (root / "backends" / framework).glob("*.py")
                    if p.name != "infer.py") + sorted(  # serving code: not the step searched
