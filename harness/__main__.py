@@ -38,10 +38,13 @@ QUICK_STEADY_S = 0.5
 # minute or more on a CPU), JAX and TensorFlow compiled (seconds to compile, many times faster
 # per step than their eager modes).
 QUICK_MODES = {"torch": "eager", "tensorflow": "compiled", "jax": "compiled"}
-DEFAULT_REPEATS = 2         # the first with cold compile caches, the second warm
+# The default suite (20 minutes on 2 CPU cores) runs one process per cell; --full two, the
+# first with cold compile caches, the second warm, which adds the variation between processes
+# to every CI.
+FULL_REPEATS = 2
 DEFAULT_TIERS = ("idiomatic", "tuned")  # --full adds the identical tier (every mode)
-# What the default suite spends beyond one process and one seed per cell goes to the tuned
-# tier, the one the decision compares; --repeats, --seeds or --full extend it to every tier.
+# The default suite's extra seeds go to the tuned tier, the one the decision compares; --seeds
+# or --full give every tier the same.
 DECISION_TIER = "tuned"
 DEFAULT_SEEDS = 3           # the tuned tier's seeds (time to target); 1 with --quick
 DEFAULT_INFER_PATHS = ("export",)   # each framework's deployable artifact; --full: every path
@@ -169,10 +172,10 @@ def run_parser() -> argparse.ArgumentParser:
                    "report sets each reduced precision's speed beside its accuracy against fp32 "
                    "(default: fp32)")
     p.add_argument("--repeats", type=int, default=None,
-                   help=f"fresh processes per cell, frameworks interleaved (default "
-                   f"{DEFAULT_REPEATS} for the {DECISION_TIER} tier, cold then warm compile "
-                   "caches, and 1 for the others unless --full; 1 with --quick); the training "
-                   "budget runs in the first only")
+                   help="fresh processes per cell, frameworks interleaved (default 1; --full: "
+                   f"{FULL_REPEATS}, cold then warm compile caches: the CIs then hold the "
+                   "variation between processes too); the training budget runs in the first "
+                   "only; infer cells run once unless given")
     p.add_argument("--seeds", type=int, default=None,
                    help="training budgets per cell, from --seed, --seed + 1, ..., each timed to "
                    "the workload's target on held-out data (the accuracy scenario), in the "
@@ -336,7 +339,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
     if args.threads < 0 or args.threads > default_threads():
         raise SystemExit(f"framebench: --threads must be between 1 and {default_threads()} "
                          "(the CPUs this process may use), or 0 for all of them")
-    repeats = args.repeats or (1 if args.quick else DEFAULT_REPEATS)
+    repeats = args.repeats or (FULL_REPEATS if args.full else 1)
     seeds = args.seeds or (1 if args.quick else DEFAULT_SEEDS)
     tiers = args.tiers or (list(TIERS) if args.full else list(DEFAULT_TIERS))
 
@@ -401,8 +404,6 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
                 continue  # one search: its tries are fresh processes already
             if cell.scenario == "infer" and r >= (args.repeats or 1):
                 continue  # by default one process per infer cell (cold caches)
-            if cell.tier != DECISION_TIER and r > 0 and not (args.repeats or every_tier):
-                continue
             train = r == 0 and cell.scenario == "train"
             cells.append(replace(cell, repeat=r, train=train, seeds=seeds if train and (
                 cell.tier == DECISION_TIER or args.seeds or every_tier) else 1))
@@ -484,7 +485,7 @@ def run(argv: list[str]) -> int:
     meta.save(run_dir)
     tables = results.write(run_dir)
     path = report.render(run_dir, args.reports_dir)
-    ui.print_summary(tables["summary"], run_dir, path)
+    ui.print_summary(tables["summary"], run_dir, path, tables["accuracy"])
     return 130 if meta.interrupted else 0
 
 

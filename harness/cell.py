@@ -57,7 +57,7 @@ SYNC_CHECK_S = 0.1        # work per sync-check measurement
 SYNC_CHECK_RATIO = 0.5
 PROBE_S = 0.1             # machine probe per CPU, before the warm-up and after the samples
 PROBE_SETTLE_S = 0.02
-EVAL_ITEMS = 8192         # images or tokens per evaluation batch (evaluation is not timed)
+EVAL_ITEMS = 8192         # input values per evaluation batch (evaluation is not timed)
 EVALS_PER_BUDGET = 8      # held-out evaluations per training budget, evenly spaced
 
 
@@ -238,8 +238,7 @@ class CellRun:
             train_s += clock() - t0
             done = stop
             if stop < steps:
-                evals.append([stop, train_s, evaluate(trainer, dataset,
-                                                      self.cell.workload_spec)[metric]])
+                evals.append([stop, train_s, evaluate(trainer, dataset, self.cell)[metric]])
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"training diverged: loss {losses[-1]} at step "
                                          f"{len(losses)}")
@@ -248,7 +247,7 @@ class CellRun:
     def _evaluate(self, dataset: data.Dataset) -> dict[str, float]:
         """The trained model on the test split (``evaluate``), into the record."""
         w = self.cell.workload_spec
-        metrics = evaluate(self.trainer, dataset, w)
+        metrics = evaluate(self.trainer, dataset, self.cell)
         r = self.record
         r.test_accuracy, r.test_perplexity = metrics["accuracy"], metrics.get("perplexity")
         r.target_met = w.target.met(metrics[w.target.metric])
@@ -281,11 +280,9 @@ class CellRun:
             loss, first_s = first_step(trainer, batches)
             losses = [loss]
             evals, train_s = self._train(trainer, dataset, batches, losses, steps)
-            evals.append([steps, train_s, evaluate(
-                trainer, dataset, c.workload_spec)[c.workload_spec.target.metric]])
+            evals.append([steps, train_s, evaluate(trainer, dataset, c)[
+                c.workload_spec.target.metric]])
             return seed_run(c, seed, build_s, first_s, "warm", evals)
-        except backends.Unavailable:
-            raise
         except Exception as exc:  # noqa: BLE001 - recorded; the cell's timing goes on
             return {"seed": seed, "error": "".join(
                 traceback.format_exception_only(type(exc), exc)).strip()[-500:]}
@@ -406,10 +403,12 @@ def eval_schedule(steps: int) -> list[int]:
     return list(range(every, steps, every))
 
 
-def evaluate(trainer: Any, dataset: data.Dataset, workload: Any) -> dict[str, float]:
+def evaluate(trainer: Any, dataset: data.Dataset, cell: Cell) -> dict[str, float]:
     """Accuracy (per image, or per predicted token) and, for language models, perplexity on the
-    test split, in evaluation behaviour; computed here once for every framework."""
-    chunk = max(1, EVAL_ITEMS // int(np.prod(dataset.input_shape)))
+    test split, in evaluation behaviour; computed here once for every framework. Batches of
+    EVAL_ITEMS input values, and at least the training batch."""
+    workload = cell.workload_spec
+    chunk = max(cell.batch_size, EVAL_ITEMS // int(np.prod(dataset.input_shape)))
     logits = np.concatenate([
         trainer.numpy(trainer.predict(trainer.put(dataset.x_test[i:i + chunk])))
         for i in range(0, len(dataset.x_test), chunk)])

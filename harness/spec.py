@@ -18,11 +18,14 @@ __all__ = ["DEVICES", "INFER_PATHS", "INFER_TIERS", "PRECISIONS", "SCENARIOS", "
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "tf32", "bf16")
 SCENARIOS = {
-    "train": "steady-state training throughput (benchmarks/test_train_step.py)",
+    "train": "steady-state training throughput (benchmarks/test_train_step.py), and in each "
+             "cell's first process the time to the workload's target over --seeds (the "
+             "accuracy scenario: its own table and report section)",
     "infer": "deployment: latency per request at batch 1 and throughput at a large batch, "
              "eager, compiled and exported (benchmarks/test_infer.py)",
     "largest": "the largest batch that trains under the memory cap (CPU) or in device memory "
-               "(GPU): doubling, then bisection, one process per try "
+               "(GPU): growth steered by the tries' memory peaks, then bisection, one process "
+               "per try "
                "(benchmarks/test_largest_batch.py)",
 }
 INFER_PATHS = ("eager", "compiled", "export")  # the infer scenario's modes

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness import runner
+from harness import results, runner
 from harness.backends import SELF_CHECK
 from harness.measure import NOISE_LIMIT
 from harness.spec import Cell
@@ -89,8 +89,11 @@ def _fmt(value: float, fmt: str) -> str:
     return "–" if pd.isna(value) else format(value, fmt)
 
 
-def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> None:
+def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path,
+                  accuracy: pd.DataFrame | None = None) -> None:
     t = Table(title=f"framebench {run_dir.name}")
+    ttt = {} if accuracy is None else {
+        r["cell_id"]: r for _, r in results.time_to_target(accuracy).iterrows()}
     left = ("workload", "framework", "tier", "mode")
     for col in (*left, "status", "median step / request (95% CI) ms", "throughput /s",
                 "first step s", "peak RSS MiB", "MFU", "quality (infer: latency at batch 1)"):
@@ -100,6 +103,10 @@ def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path) -> No
         ok = r["status"] == "ok"
         quality = (f"ppl {r['test_perplexity']:.2f}" if pd.notna(r["test_perplexity"])
                    else _fmt(r["test_accuracy"], ".3f"))
+        if r["cell_id"] in ttt:  # time to target: median over seeds, and how many met it
+            tt = ttt[r["cell_id"]]
+            quality += (f"; target {_fmt(tt['median_s'], '.2f')} s" if pd.notna(tt["median_s"])
+                        else "; target not reached") + f" ({tt['met']}/{tt['seeds']} seeds)"
         mode = f"{r['variant']} ({r['mode']})" if r["tier"] == "tuned" else r["mode"]
         if r["scenario"] == "infer":  # a request at the throughput batch; latency at batch 1
             mode = f"infer: {mode}"

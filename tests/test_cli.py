@@ -239,7 +239,7 @@ def test_scenarios_by_default_quick_and_full() -> None:
     searches = [c for c in default if c.scenario == "largest"]
     assert {(c.workload, c.tier) for c in searches} == {("mlp", "idiomatic"),
                                                          ("cnn", "idiomatic")}
-    assert len(searches) == 2 * 3 and {c.memory_cap for c in searches} == {2**31}
+    assert len(searches) == 2 * 3 and {c.memory_cap for c in searches} == {2**30}
     quick = cells("--quick")
     assert {c.scenario for c in quick} == {"train", "infer"}
     assert {(c.tier, c.mode) for c in quick if c.scenario == "infer"} == {
@@ -255,10 +255,10 @@ def test_scenarios_by_default_quick_and_full() -> None:
     assert {(c.workload, c.tier, c.memory_cap) for c in capped} == {("lstm", "idiomatic", 2**30)}
 
 
-def test_the_default_suite_spends_repeats_and_seeds_on_the_tuned_tier() -> None:
-    """By default the tuned tier (the decision's) gets a second, warm process and three seeds
-    in its first; the idiomatic tier one process and one seed. --repeats, --seeds or --full
-    give every tier the same; --quick one of each."""
+def test_the_default_suite_spends_its_seeds_on_the_tuned_tier() -> None:
+    """By default one process per cell, and three seeds for the tuned tier (the decision's),
+    one for the idiomatic; --seeds or --full give every tier the same, --full a second (warm)
+    process; --quick one of each."""
     from harness.__main__ import make_cells, run_parser
 
     def train(*argv: str) -> dict[tuple[str, int], int]:
@@ -269,7 +269,7 @@ def test_the_default_suite_spends_repeats_and_seeds_on_the_tuned_tier() -> None:
             counts[(c.tier, c.repeat)] = c.seeds
         return counts
 
-    assert train() == {("idiomatic", 0): 1, ("tuned", 0): 3, ("tuned", 1): 1}
+    assert train() == {("idiomatic", 0): 1, ("tuned", 0): 3}
     assert train("--seeds", "5", "--repeats", "2") == {
         ("idiomatic", 0): 5, ("tuned", 0): 5, ("idiomatic", 1): 1, ("tuned", 1): 1}
     assert train("--quick") == {("idiomatic", 0): 1, ("tuned", 0): 1}

@@ -14,6 +14,9 @@ from harness.report.fmt import fmt_bytes, fmt_level, fmt_s, fmt_times, is_missin
 from harness.report.verdicts import pair_between, verdict_words
 from harness.results import infer_heads
 
+# Cells timed apart (one after another, minutes apart) are not paired: on a machine whose speed
+# drifts, their ratio is shown but no verdict is drawn from it.
+UNPAIRED = "no verdict: timed apart, not paired"
 ACCURACY_TIE = 0.01        # test accuracies closer than 1 point read as a tie
 PERPLEXITY_TIE = 0.01      # perplexities within 1% of each other read as a tie
 HEADLINE_TIERS = ("tuned", "idiomatic", "identical")  # verdicts come from the first present
@@ -245,8 +248,13 @@ def _ratio_lead(out: dict[str, Any], key: str, row: Any, row2: Any, ratios: pd.D
         out["sentence"] = lead.format(f=f"{factor:.2f}×") + " (no CI)."
         return out
     factor, lo, hi = 1 / pair.ratio, 1 / pair.hi, 1 / pair.lo
-    words = verdict_words(pair.verdict, fw, fw2, lo, hi, pair.settle)
     ci = f"{fmt_level(pair.level)} CI {lo:.2f}–{hi:.2f}"
+    if not pair.paired:  # timed apart: a figure for the report, not a decision
+        out.update(ratio=f"{factor:.2f}× {label} {fw2}", ci=f"unpaired {ci}",
+                   verdict=UNPAIRED, evidence=pair.timing)
+        out["sentence"] = lead.format(f=f"{factor:.2f}×") + f" (unpaired {ci}; {UNPAIRED})."
+        return out
+    words = verdict_words(pair.verdict, fw, fw2, lo, hi, pair.settle)
     out.update(ratio=f"{factor:.2f}× {label} {fw2}", ci=ci, verdict=words,
                evidence=pair.timing)
     out["sentence"] = lead.format(f=f"{factor:.2f}×") + f" ({ci}, {words})."

@@ -23,6 +23,7 @@ class Pair:
     verdict: str
     settle: int | None
     timing: str
+    paired: bool = True  # False: the two were timed apart (their verdict is not a decision)
 
 
 def pair_between(ratios: pd.DataFrame, x: str, y: str, metric: str = "step") -> Pair | None:
@@ -37,11 +38,12 @@ def pair_between(ratios: pd.DataFrame, x: str, y: str, metric: str = "step") -> 
         r = rows.iloc[0]
         settle = settle_of(r)
         timing = timing_text(r)
+        paired = flag(r.get("paired"))
         if inverted:
             return Pair(1 / r["ratio"], 1 / r["ci_high"], 1 / r["ci_low"], float(r["level"]),
-                        flip.get(r["verdict"], r["verdict"]), settle, timing)
+                        flip.get(r["verdict"], r["verdict"]), settle, timing, paired)
         return Pair(r["ratio"], r["ci_low"], r["ci_high"], float(r["level"]), r["verdict"],
-                    settle, timing)
+                    settle, timing, paired)
     return None
 
 
