@@ -342,7 +342,7 @@ def test_report_in_a_real_browser(small_run: Path, capsys: pytest.CaptureFixture
         browser.close()
     assert errors == [] and attempted == [] and failed == []
     # 4 per workload, the performance profile and the inference latency chart
-    assert len(marks) == 10 and all(n > 0 for n in marks), marks
+    assert len(marks) == 11 and all(n > 0 for n in marks), marks  # 11: time to target
     assert n_rows == 2 and set(by_throughput) == {"mlp", "transformer"}
     for order in (by_throughput, by_memory, by_startup, by_accuracy):
         assert all(sorted(o) == ["jax", "tensorflow", "torch"] for o in order.values()), order

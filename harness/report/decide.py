@@ -296,6 +296,9 @@ def decision(cells: pd.DataFrame, ratios: pd.DataFrame,
                       else infer_heads(_empty_if_none(infer, cells), INFER_CRITERIA[c.key]),
                       c, lm)
         leads[c.key] = _lead(c, ranked, ratios, unit, lm, memory_kind, tier or "–")
+        if c.key == "time_to_target" and not ranked and "ttt_seeds" in heads \
+                and heads["ttt_seeds"].notna().any():
+            leads[c.key]["verdict"] = "not reached: every framework's median seed missed it"
         rankings[c.key] = [{"framework": f, "figure": _figure(c.key, v, unit, lm)}
                            for f, v, _ in ranked]
     finished = set(heads["framework"])
