@@ -270,7 +270,8 @@ LARGEST_SCHEMA: dict[str, tuple[str, str]] = {
     "memory_cap_bytes": ("Int64", "the host-memory cap of every try (CPU); empty on a GPU"),
     "largest_batch": ("Int64", "the largest batch that trained (empty: none did)"),
     "oom_batch": ("Int64", "the smallest batch that ran out of memory (empty: none did)"),
-    "tries": ("Int64", "processes the search ran (doubling, then bisection)"),
+    "tries": ("Int64", "processes the search ran (growth steered by the tries' memory "
+              "peaks, then bisection)"),
     "stopped": ("string", "bisected (to within 12.5%) | fits at the search's limit | the "
                 "failure that ended it"),
     "step_median_s": ("Float64", "median step time at the largest batch"),
@@ -648,12 +649,17 @@ def infer_ratios(summary: pd.DataFrame, samples: pd.DataFrame, latencies: pd.Dat
     return rows
 
 
+def _comparable(summary: pd.DataFrame) -> pd.DataFrame:
+    """Finished training cells a ratio may compare: no self-check, no debugging mode."""
+    return summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()
+                   & (summary["debug_mode"] != True)  # noqa: E712
+                   & (summary["scenario"] == "train")]
+
+
 def _framework_pairs(summary: pd.DataFrame) -> list[tuple[tuple, str, str]]:
     """(comparison key, cell a, cell b) for every pair of finished training cells of different
     frameworks in one comparison group, debugging modes left out."""
-    done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()
-                   & (summary["debug_mode"] != True)  # noqa: E712
-                   & (summary["scenario"] == "train")]
+    done = _comparable(summary)
     return [(key, a["cell_id"], b["cell_id"])
             for key, group in done.groupby(COMPARISON_KEYS, sort=False)
             for (_, a), (_, b) in combinations(group.iterrows(), 2)
@@ -664,9 +670,7 @@ def _precision_pairs(summary: pd.DataFrame) -> list[tuple[tuple, str, str]]:
     """(comparison key with precision "<reduced>/fp32", reduced cell, fp32 cell) for each
     finished training cell at a reduced precision (tf32, bf16) and the same framework's cell
     at fp32 (same tier and mode; tuned: whatever each precision's search chose)."""
-    done = summary[(summary["framework"] != SELF_CHECK) & summary["step_median_s"].notna()
-                   & (summary["debug_mode"] != True)  # noqa: E712
-                   & (summary["scenario"] == "train")]
+    done = _comparable(summary)
     same = [k for k in COMPARISON_KEYS if k != "precision"]
     out = []
     for _, group in done.groupby([*same, "framework"], sort=False):
