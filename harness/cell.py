@@ -213,17 +213,18 @@ class CellRun:
 
     def _train(self, trainer: Any, dataset: data.Dataset,
                batches: Iterator[tuple[np.ndarray, np.ndarray]], losses: list[float],
-               steps: int) -> tuple[list[list[float]], float]:
+               steps: int, to_target: bool = False) -> tuple[list[list[float]], float]:
         """The training loop, written once for every framework: the rest of the budget after
         the first step (or the tier's own loop where its idiom has one: ``Trainer.fit``, one
         call per stretch between evaluations). Held-out evaluations after the steps of
         ``eval_schedule``, not timed: returns them, as [step, training seconds so far, the
-        target's metric], and the training seconds.
+        target's metric], and the training seconds. ``to_target``: stop at the first
+        evaluation that meets the workload's target (as an MLPerf run ends).
 
         Losses are read back every step (as a loop that logs them does), so this phase is not
         the throughput measurement.
         """
-        metric = self.cell.workload_spec.target.metric
+        target = self.cell.workload_spec.target
         evals: list[list[float]] = []
         done, train_s = 1, 0.0
         for stop in [*eval_schedule(steps), steps]:
@@ -237,11 +238,14 @@ class CellRun:
             trainer.sync()
             train_s += clock() - t0
             done = stop
-            if stop < steps:
-                evals.append([stop, train_s, evaluate(trainer, dataset, self.cell)[metric]])
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"training diverged: loss {losses[-1]} at step "
                                          f"{len(losses)}")
+            if stop < steps or to_target:
+                evals.append([stop, train_s,
+                              evaluate(trainer, dataset, self.cell)[target.metric]])
+                if to_target and target.met(evals[-1][2]):
+                    break
         return evals, train_s
 
     def _evaluate(self, dataset: data.Dataset) -> dict[str, float]:
@@ -268,7 +272,8 @@ class CellRun:
     def _train_seed(self, dataset: data.Dataset, seed: int, steps: int) -> dict[str, Any]:
         """One more seed's budget (its initial weights and batch order), with a fresh model and
         trainer in this process: what a second training run on the same machine pays (the
-        framework imported, its compile caches warm). A seed that fails is recorded as such."""
+        framework imported, its compile caches warm). It stops at the target (only its time
+        to the target is used); a seed that fails is recorded as such."""
         c = self.cell
         try:
             spec = make_spec(c, dataset, seed)
@@ -279,9 +284,7 @@ class CellRun:
             batches = self._batches(dataset, steps, seed)
             loss, first_s = first_step(trainer, batches)
             losses = [loss]
-            evals, train_s = self._train(trainer, dataset, batches, losses, steps)
-            evals.append([steps, train_s, evaluate(trainer, dataset, c)[
-                c.workload_spec.target.metric]])
+            evals, _ = self._train(trainer, dataset, batches, losses, steps, to_target=True)
             return seed_run(c, seed, build_s, first_s, "warm", evals)
         except Exception as exc:  # noqa: BLE001 - recorded; the cell's timing goes on
             return {"seed": seed, "error": "".join(

@@ -32,9 +32,10 @@ from harness.measure import clock, now_iso, nvml_process_bytes, peak_rss_bytes, 
 
 MAX_BATCH = 2**20
 RESOLUTION = 1.125       # bisection stops when the failing batch is within 12.5% of the fitting
-AIM = 0.9                # growing, the next try aims at this fraction of the cap
+AIM = 0.9                # growing, the next try aims at this fraction of the batch that
+                         # the line predicts fills the cap
 GROWTH_LIMIT = 16        # ... and grows the batch at most this many times
-FAR_GROWTH = 8           # without a line yet, a try under a quarter of the cap grows this much
+FAR_GROWTH = 8           # without a line yet, a try under 3/4 of the cap grows this much
 TRY_STEPS = 3            # timed steps per try, after the first
 DEFAULT_CPU_CAP = 2**30  # the search's host-memory cap on a CPU without --memory-cap
 OOM = re.compile(r"out of memory|OutOfMemory|RESOURCE_EXHAUSTED|ResourceExhausted|"
@@ -47,9 +48,11 @@ def search(start: int, attempt: Callable[[int], tuple[str, int | None]],
     runs one try and says "ok", "oom" or a failure reason, with the try's memory peak (or
     None). With a ``cap`` and the peaks of two tries that fit, the next batch comes from the
     straight line through them (memory grows linearly with the batch): growing, it aims at
-    AIM of the cap (at least ×RESOLUTION, at most ×GROWTH_LIMIT); bisecting, at the batch
-    where the line meets the cap if that lies in the gap. Otherwise the batch doubles (grows
-    ×FAR_GROWTH under a quarter of the cap), and bisection halves the gap."""
+    AIM of the batch where the line meets the cap (at least ×RESOLUTION, at most
+    ×GROWTH_LIMIT); bisecting, at that batch if it lies in the gap. A line that does not rise (the
+    process's fixed memory dominates) grows the batch ×GROWTH_LIMIT; with one try, under 3/4
+    of the cap, it grows ×FAR_GROWTH. Otherwise the batch doubles, and bisection halves the
+    gap."""
     good: int | None = None
     bad: int | None = None
     fits: list[tuple[int, int]] = []  # (batch, peak) of the tries that fit
@@ -64,11 +67,14 @@ def search(start: int, attempt: Callable[[int], tuple[str, int | None]],
                 break
             if batch >= MAX_BATCH:
                 return good, None, f"fits at the search's limit of {MAX_BATCH}"
-            aim = _predict(fits, AIM * cap) if cap else None
+            edge = _predict(fits, cap) if cap else None
+            aim = AIM * edge if edge else None
             if aim is not None:
                 step = min(max(aim, batch * RESOLUTION), batch * GROWTH_LIMIT)
+            elif cap and len(fits) >= 2:  # memory not rising yet: fixed costs dominate
+                step = batch * GROWTH_LIMIT
             else:  # far below the cap, a long stride: the next two tries give the line
-                step = batch * (FAR_GROWTH if cap and peak and peak < cap / 4 else 2)
+                step = batch * (FAR_GROWTH if cap and peak and peak < cap * 3 / 4 else 2)
             batch = min(MAX_BATCH, max(batch + 1, int(step)))
         elif result == "oom":
             bad = batch

@@ -300,7 +300,8 @@ ACCURACY_SCHEMA: dict[str, tuple[str, str]] = {
                          "steps up to that evaluation; evaluations not counted (empty: missed)"),
     "build_s": ("Float64", "model and trainer construction"),
     "first_step_s": ("Float64", "the first step, synced (tracing and compilation)"),
-    "final_metric": ("Float64", "the target's metric at the end of the budget"),
+    "final_metric": ("Float64", "the target's metric at the end of the budget (a further seed: "
+                     "where it stopped, at the target)"),
     "met": ("boolean", "the target was met at some evaluation within the budget"),
     "evals": ("string", "JSON [[step, training seconds so far, metric], ...]: the fixed "
               "evaluation schedule"),

@@ -89,6 +89,19 @@ def test_download_is_checked_and_failures_explained(tmp_path: Path,
         data.fetch("mnist", tmp_path)
 
 
+def test_digits_read_directly_equal_scikit_learns() -> None:
+    """The bundled file is parsed without importing scikit-learn; the images are load_digits's."""
+    from sklearn.datasets import load_digits
+
+    bunch, d = load_digits(), data.digits()
+    x = np.concatenate([d.x_train, d.x_test])[..., 0] * 16.0
+    y = np.concatenate([d.y_train, d.y_test])
+    order = np.lexsort(x.reshape(len(x), -1).T)
+    ref_order = np.lexsort(bunch.images.reshape(len(x), -1).T)
+    np.testing.assert_array_equal(x[order], bunch.images[ref_order])
+    np.testing.assert_array_equal(y[order], bunch.target[ref_order])
+
+
 def test_digits_split_is_fixed_and_stratified() -> None:
     a, b = data.digits(), data.digits()
     assert a.input_shape == (8, 8, 1)

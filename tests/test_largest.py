@@ -34,23 +34,26 @@ def test_doubling_then_bisection_brackets_the_limit() -> None:
     assert all(512 < b < 1024 for b in tried[6:])  # then bisection between the two
 
 
-@pytest.mark.parametrize("per_example", [2_000, 40_000, 2_000_000])
-def test_memory_peaks_steer_the_search_to_the_cap_in_fewer_tries(per_example: int) -> None:
-    """A process of 500 MB plus per_example bytes per example (with a little noise), capped at
-    2 GiB: the line through the fitting tries' peaks finds the limit with far fewer tries than
-    doubling and bisection, and brackets it as tightly."""
-    cap, base = 2 * 2**30, 500 * 2**20
+@pytest.mark.parametrize(("cap_mib", "base_mib", "per_example"), [
+    (2048, 500, 2_000), (2048, 500, 40_000), (2048, 500, 2_000_000),
+    (1024, 680, 1_000), (1024, 340, 2_500)])  # the last two: TensorFlow's and torch's mlp
+def test_memory_peaks_steer_the_search_to_the_cap_in_fewer_tries(
+        cap_mib: int, base_mib: int, per_example: int) -> None:
+    """A process of base_mib plus per_example bytes per example (with noise that can hide the
+    slope at small batches), capped: the line through the fitting tries' peaks finds the limit
+    with far fewer tries than doubling and bisection, and brackets it as tightly."""
+    cap, base = cap_mib * 2**20, base_mib * 2**20
     rng = np.random.default_rng(per_example)
 
     def memory(batch: int) -> int:
-        return int(base + per_example * batch + rng.normal(0, 2 * 2**20))
+        return int(base + per_example * batch + rng.normal(0, 6 * 2**20))
     limit = (cap - base) // per_example
     steered: list[int] = []
     good, bad, why = largest.search(32, fake(limit, steered, memory=memory), cap=cap)
     assert why == "bisected" and good <= limit < bad <= good * largest.RESOLUTION
     plain: list[int] = []
     assert largest.search(32, fake(limit, plain))[:2] != (None, None)
-    assert len(steered) <= len(plain) - 3, (steered, plain)
+    assert len(steered) <= min(8, len(plain) - 3), (steered, plain)
 
 
 def test_a_start_that_does_not_fit_halves_first() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import tarfile
 from pathlib import Path
@@ -46,13 +47,22 @@ CIFAR10_TEST = ("test_batch.bin",)
 SYNTHETIC_SHAPE = (28, 28, 1)
 
 
+def digits_file() -> Path:
+    """scikit-learn's bundled copy of UCI digits, found without importing scikit-learn (which
+    takes a second of every cell process's start)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the digits dataset is scikit-learn's bundled copy: "
+                                  "pip install scikit-learn")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+
+
 def digits(test_fraction: float = 0.2) -> Dataset:
     """UCI digits (1,797 images, 8x8), a fixed stratified split (seeded, same on every machine)."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = (bunch.images / 16.0).astype(np.float32)[..., None]
-    y = bunch.target.astype(np.int32)
+    with gzip.open(digits_file(), "rt") as f:
+        table = np.loadtxt(f, delimiter=",")  # as load_digits parses it
+    x = (table[:, :-1].reshape(-1, 8, 8) / 16.0).astype(np.float32)[..., None]
+    y = table[:, -1].astype(np.int32)
     rng = np.random.default_rng(1797)
     test_idx = []
     for cls in range(NUM_CLASSES):
