@@ -47,7 +47,7 @@ OVERHEAD_FRACTION = 0.01  # clock + sync cost must stay under 1% of a sample
 # sync time does not show. Samples of at least 20 ms keep it well under 1%; with 1 ms samples
 # JAX's mlp step read 6-50% slower than a hand-written loop syncing every ~25 ms.
 MIN_SAMPLE_S = 0.02
-MIN_ROUNDS = 30
+MIN_ROUNDS = 20
 WARMUP_WINDOW = 5         # warm-up ends when the median of the last 5 samples moves < 2%
 WARMUP_TOLERANCE = 0.02
 WARMUP_MAX_S = 30.0
@@ -57,7 +57,8 @@ SYNC_CHECK_S = 0.1        # work per sync-check measurement
 SYNC_CHECK_RATIO = 0.5
 PROBE_S = 0.1             # machine probe per CPU, before the warm-up and after the samples
 PROBE_SETTLE_S = 0.02
-EVAL_ITEMS = 8192         # input values per evaluation batch (evaluation is not timed)
+EVAL_ITEMS = 2**20        # input values per evaluation batch (evaluation is not timed) ...
+EVAL_LOGITS = 2**25       # ... and logits (128 MiB of float32: a large vocabulary's bound)
 EVALS_PER_BUDGET = 8      # held-out evaluations per training budget, evenly spaced
 
 
@@ -101,6 +102,7 @@ class CellRun:
         self.backend: Any = None
         self.dataset: data.Dataset | None = None
         self.steady: list[Any] = []
+        self._phase: str | None = None  # the memory phase running (``phase``)
         self.rewarm_steps = 0
 
     @classmethod
@@ -116,15 +118,42 @@ class CellRun:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Peak host memory (and device allocator peak, on GPU) of one phase."""
+        """Peak host memory (and device allocator peak, on GPU) of one phase; evaluations
+        inside it (``held_out``) count in the evaluate phase instead."""
+        self._reset_peaks()
+        self._phase = name
+        yield
+        self._phase = None
+        self._keep_peaks(name)
+        self.save()
+
+    def held_out(self, trainer: Any, dataset: data.Dataset) -> dict[str, float]:
+        """``evaluate`` during a phase, its memory kept apart: the phase's peaks so far are
+        kept, the evaluation's go to the evaluate phase (they are not the training's)."""
+        phase = self._phase
+        if phase is None:  # a further seed, after the memory figures
+            return evaluate(trainer, dataset, self.cell)
+        self._keep_peaks(phase)
+        self._reset_peaks()
+        metrics = evaluate(trainer, dataset, self.cell)
+        self._keep_peaks("evaluate")
+        self._reset_peaks()
+        return metrics
+
+    def _reset_peaks(self) -> None:
         reset_peak_rss()
         if self.trainer is not None:
             self.trainer.reset_device_peak()
-        yield
-        self.record.phase_peak_rss_bytes[name] = peak_rss_bytes()
+
+    def _keep_peaks(self, name: str) -> None:
+        """The peaks since the last reset, into the phase's (the larger, if it has one)."""
+        def larger(table: dict[str, int | None], value: int | None) -> None:
+            if value is not None:
+                table[name] = max(table.get(name) or 0, value)
+
+        larger(self.record.phase_peak_rss_bytes, peak_rss_bytes())
         if self.trainer is not None:
-            self.record.phase_device_peak_bytes[name] = self.trainer.device_peak_bytes()
-        self.save()
+            larger(self.record.phase_device_peak_bytes, self.trainer.device_peak_bytes())
 
     def open(self) -> tuple[Any, data.Dataset, backends.Spec]:
         """Pin the threads, import and configure the framework, load the data and describe
@@ -242,8 +271,7 @@ class CellRun:
                 raise FloatingPointError(f"training diverged: loss {losses[-1]} at step "
                                          f"{len(losses)}")
             if stop < steps or to_target:
-                evals.append([stop, train_s,
-                              evaluate(trainer, dataset, self.cell)[target.metric]])
+                evals.append([stop, train_s, self.held_out(trainer, dataset)[target.metric]])
                 if to_target and target.met(evals[-1][2]):
                     break
         return evals, train_s
@@ -357,7 +385,7 @@ class CellRun:
         r.step_samples_s = step_s
         r.phase_peak_rss_bytes["steady"] = peak_rss_bytes()
         r.phase_device_peak_bytes["steady"] = self.trainer.device_peak_bytes()
-        r.peak_rss_bytes = max(v for v in r.phase_peak_rss_bytes.values() if v)
+        r.peak_rss_bytes = training_peak(r.phase_peak_rss_bytes)
         r.nvml_process_bytes = nvml_process_bytes(os.getpid())
         r.sync_check = sync_check(self.trainer, self.steady, float(np.median(step_s)))
         r.compile_stats = compile_stats(self.trainer)
@@ -377,6 +405,12 @@ class CellRun:
             self.fail("skipped", str(exc))
         else:
             self.fail("failed", "".join(traceback.format_exception(exc))[-4000:])
+
+
+def training_peak(phase_peaks: dict[str, int | None]) -> int | None:
+    """The process's memory figure: its peak over every phase but the held-out evaluation
+    (whose batches are larger than training's, and differ from one workload to another)."""
+    return max((v for p, v in phase_peaks.items() if v and p != "evaluate"), default=None)
 
 
 def build(backend: Any, spec: backends.Spec, cell: Cell) -> Any:
@@ -409,9 +443,11 @@ def eval_schedule(steps: int) -> list[int]:
 def evaluate(trainer: Any, dataset: data.Dataset, cell: Cell) -> dict[str, float]:
     """Accuracy (per image, or per predicted token) and, for language models, perplexity on the
     test split, in evaluation behaviour; computed here once for every framework. Batches of
-    EVAL_ITEMS input values, and at least the training batch."""
+    EVAL_ITEMS input values and EVAL_LOGITS logits at most, and at least the training batch."""
     workload = cell.workload_spec
-    chunk = max(cell.batch_size, EVAL_ITEMS // int(np.prod(dataset.input_shape)))
+    logits_each = workload.items_per_example(dataset.input_shape) * dataset.num_classes
+    chunk = max(cell.batch_size, min(EVAL_ITEMS // int(np.prod(dataset.input_shape)),
+                                     EVAL_LOGITS // logits_each))
     logits = np.concatenate([
         trainer.numpy(trainer.predict(trainer.put(dataset.x_test[i:i + chunk])))
         for i in range(0, len(dataset.x_test), chunk)])

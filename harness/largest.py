@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.cell import CellRun
+from harness.cell import CellRun, training_peak
 from harness.infer import rows
 from harness.measure import clock, now_iso, nvml_process_bytes, peak_rss_bytes, reset_peak_rss
 
@@ -104,11 +104,13 @@ def search(start: int, attempt: Callable[[int], tuple[str, int | None]],
 
 
 def _predict(fits: list[tuple[int, int]], memory: float) -> float | None:
-    """The batch at which the line through the two largest fitting tries reaches ``memory``;
-    None if there are not two, or the line does not rise."""
+    """The batch at which the line through two fitting tries reaches ``memory``: the largest,
+    and the largest at most half its batch (tries closer together give a slope made of noise;
+    the smallest if none is that far); None if there are not two, or the line does not rise."""
     if len(fits) < 2:
         return None
-    (b0, p0), (b1, p1) = sorted(fits)[-2:]
+    *rest, (b1, p1) = sorted(fits)
+    b0, p0 = next((f for f in reversed(rest) if f[0] <= b1 / 2), rest[0])
     slope = (p1 - p0) / (b1 - b0)
     return b1 + (memory - p1) / slope if slope > 0 else None
 
@@ -149,7 +151,7 @@ class FitRun(CellRun):
         r.step_samples_s = list(samples)
         r.phase_peak_rss_bytes["steady"] = peak_rss_bytes()
         r.phase_device_peak_bytes["steady"] = self.trainer.device_peak_bytes()
-        r.peak_rss_bytes = max(v for v in r.phase_peak_rss_bytes.values() if v)
+        r.peak_rss_bytes = training_peak(r.phase_peak_rss_bytes)
         r.nvml_process_bytes = nvml_process_bytes(os.getpid())
         r.status, r.ended = "ok", now_iso()
         self.save()

@@ -120,14 +120,16 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "step_q1_s": ("Float64", "first quartile of the step time"),
     "step_q3_s": ("Float64", "third quartile of the step time"),
     "step_min_s": ("Float64", "fastest sample's time per step"),
-    "peak_rss_bytes": ("Int64", "peak resident memory of the process over all phases (VmHWM)"),
+    "peak_rss_bytes": ("Int64", "peak resident memory of the process while training: every "
+                       "phase but the held-out evaluations (VmHWM)"),
     "peak_rss_import_bytes": ("Int64", "VmHWM during the framework import"),
     "peak_rss_build_bytes": ("Int64", "VmHWM while building (reset before the phase)"),
     "peak_rss_first_step_bytes": ("Int64", "VmHWM during the first step (compile)"),
-    "peak_rss_train_bytes": ("Int64", "VmHWM during the training budget"),
+    "peak_rss_train_bytes": ("Int64", "VmHWM during the training budget, its evaluations "
+                             "apart"),
     "peak_rss_steady_bytes": ("Int64", "VmHWM during warm-up and steady-state timing"),
-    "peak_rss_evaluate_bytes": ("Int64", "VmHWM during the test-set evaluation (fixed-size "
-                                "batches)"),
+    "peak_rss_evaluate_bytes": ("Int64", "VmHWM during the test-set evaluations (batches of "
+                                "at most 2^20 input values)"),
     "device_peak_bytes": ("Int64", "GPU allocator peak (torch/TF/JAX's own counter), the largest "
                           "of the training phases (build, first step, training budget, steady "
                           "state; not the evaluation); empty on CPU. JAX cannot reset its "

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.cell import MIN_ROUNDS
 from tests.conftest import run_cli
 
 
@@ -71,7 +72,7 @@ def test_end_to_end_run(small_run: Path) -> None:
     for cell_id in table["cell_id"]:
         bench = json.loads((run_dir / "cells" / cell_id / "r0" / "benchmark.json").read_text())
         [entry] = bench["benchmarks"]
-        assert len(entry["stats"]["data"]) >= 30  # every pytest-benchmark sample is kept
+        assert len(entry["stats"]["data"]) >= MIN_ROUNDS  # every pytest-benchmark sample is kept
     stdout = (small_run / "stdout.txt").read_text()
     assert "report:" in stdout and "median step" in stdout and "searching" in stdout
     assert (small_run / "reports" / "latest.html").exists()
@@ -111,7 +112,7 @@ def test_end_to_end_run(small_run: Path) -> None:
     assert table.set_index("framework").loc["noop", "timing"].startswith("alone")
     all_ratios = pd.read_parquet(run_dir / "ratios.parquet")
     ratios = all_ratios[all_ratios["metric"] == "step"]
-    assert len(ratios) == 18 and ratios["paired"].all() and (ratios["n_pairs"] >= 30).all()
+    assert len(ratios) == 18 and ratios["paired"].all() and (ratios["n_pairs"] >= MIN_ROUNDS).all()
     # inference: the frameworks' best paths, per workload, on latency and on throughput
     assert all_ratios[all_ratios["metric"] != "step"].groupby("metric").size().to_dict() == {
         "latency": 6, "request": 6}
@@ -159,7 +160,7 @@ def test_end_to_end_inference(small_run: Path) -> None:
             "test_throughput")
         mine = latencies[latencies["cell_id"] == cell_id]["latency_s"].to_numpy()
         assert mine.tolist() == latency["stats"]["data"] and len(mine) == r["latency_requests"]
-        assert len(throughput["stats"]["data"]) == r["n_samples"] >= 30
+        assert len(throughput["stats"]["data"]) == r["n_samples"] >= MIN_ROUNDS
         manifest = json.loads(pd.read_parquet(run_dir / "results.parquet").set_index(
             "cell_id").loc[cell_id, "manifest"])
         assert manifest["path"] == "compiled" and manifest["scenario"] == "infer"
@@ -307,7 +308,7 @@ def test_reduced_precision_beside_fp32(tmp_path: Path) -> None:
     assert len(partners["partners"]) == 6
     ratios = pd.read_parquet(run_dir / "ratios.parquet")
     mixed = ratios[ratios["precision"] == "bf16/fp32"]
-    assert len(mixed) == 3 and mixed["paired"].all() and (mixed["n_pairs"] >= 30).all()
+    assert len(mixed) == 3 and mixed["paired"].all() and (mixed["n_pairs"] >= MIN_ROUNDS).all()
     assert all(a.endswith("-bf16") and not b.endswith("-bf16")
                for a, b in zip(mixed["a"], mixed["b"]))
     frameworks = ratios[ratios["precision"].isin(["fp32", "bf16"]) & (ratios["metric"] == "step")]

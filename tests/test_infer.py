@@ -10,6 +10,7 @@ import pytest
 
 from harness import reference
 from harness.backends import BACKENDS, FRAMEWORKS
+from harness.cell import MIN_ROUNDS
 from harness.infer import REFERENCE_ROWS, TOLERANCE, load_paths, reference_error, rows
 from harness.spec import INFER_PATHS, INFER_TIERS, WORKLOADS
 from tests.test_backends import dataset, spec_for, trainer_for
@@ -89,4 +90,4 @@ def test_infer_cells_run_as_the_runner_starts_them(tmp_path) -> None:  # noqa: A
         r = outcome.record
         assert outcome.status == "ok", outcome.reason
         assert set(r.reference_check) == {"1", "16"} and len(r.latency_samples_s) >= 200
-        assert len(r.step_samples_s) >= 30 and r.first_request_s["16"] > 0
+        assert len(r.step_samples_s) >= MIN_ROUNDS and r.first_request_s["16"] > 0
