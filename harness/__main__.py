@@ -7,6 +7,12 @@ Names are checked before anything runs; an unknown one stops with the list of va
 from __future__ import annotations
 
 import argparse
+import errno
+import json
+import math
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 from dataclasses import replace
@@ -15,12 +21,20 @@ from pathlib import Path
 
 from harness import results, runner, tune
 from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS, SELF_CHECK, TIERS
-from harness.data import DATASETS, data_shape
+from harness.data import DATASETS, DOWNLOADED, data_shape
 from harness.largest import DEFAULT_CPU_CAP
 from harness.limits import MemoryCap, parse_bytes
 from harness.measure import default_threads, device_memory_bytes, host_info, now_iso
 from harness.model.workload import train_memory_bytes
-from harness.record import RunManifest, read_json
+from harness.record import (
+    FINAL,
+    Outcome,
+    RunLock,
+    RunManifest,
+    RunPlan,
+    UnreadableFile,
+    read_json,
+)
 from harness.spec import (
     DEVICES,
     INFER_PATHS,
@@ -76,13 +90,35 @@ def _choice(kind: str, valid: tuple[str, ...]):  # noqa: ANN202 - argparse type 
     return parse
 
 
+MAX_BATCH = 2**24  # a batch size beyond this is a typo, not a benchmark
+
+
+def _number(kind: str, convert: type, low: float, high: float,
+            above: bool = False):  # noqa: ANN202 - argparse type factory
+    """A number from ``low`` (exclusive if ``above``) to ``high``, with one clear message for
+    anything else: not a number, not whole, out of range, nan or infinite."""
+    span = f"{'above' if above else 'from'} {low:g} {'and at most' if above else 'to'} {high:g}"
+    what = "a whole number" if convert is int else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{kind} must be {what} {span}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"{kind} must be {what} {span}, got {text!r}")
+        return value
+    return parse
+
+
 def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"batch sizes must be integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {text!r}")
+    one = _number("a batch size", int, 1, MAX_BATCH)
+    values = [one(v.strip()) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"no batch size given, got {text!r}")
+    if len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"batch sizes must differ, got {text!r}")
     return values
 
 
@@ -160,10 +196,12 @@ def run_parser() -> argparse.ArgumentParser:
                    help="directory holding the files of a downloadable dataset (mnist, "
                    "fashion-mnist, cifar10, tinyshakespeare; default: "
                    "~/.cache/framebench/<dataset>, downloaded there when missing)")
-    p.add_argument("--epochs", type=float, default=None,
+    p.add_argument("--epochs", type=_number("--epochs", float, 0, 1000, above=True),
+                   default=None,
                    help="training budget in epochs, fractions allowed (default: each "
                    "workload's)")
-    p.add_argument("--steady-seconds", type=float, default=None,
+    p.add_argument("--steady-seconds", type=_number("--steady-seconds", float, 0, 3600,
+                                                    above=True), default=None,
                    help="time budget of the steady-state timing per cell (default: 1)")
     p.add_argument("--precision", type=_names("precision", PRECISIONS), default=["fp32"],
                    help="comma list of fp32 (TF32 off everywhere), tf32 (on everywhere), bf16 "
@@ -171,17 +209,17 @@ def run_parser() -> argparse.ArgumentParser:
                    "each, the precisions of one comparison timed in the same turns, and the "
                    "report sets each reduced precision's speed beside its accuracy against fp32 "
                    "(default: fp32)")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=_number("--repeats", int, 1, 100), default=None,
                    help="fresh processes per cell, frameworks interleaved (default 1; --full: "
                    f"{FULL_REPEATS}, cold then warm compile caches: the CIs then hold the "
                    "variation between processes too); the training budget runs in the first "
                    "only; infer cells run once unless given")
-    p.add_argument("--seeds", type=int, default=None,
+    p.add_argument("--seeds", type=_number("--seeds", int, 1, 100), default=None,
                    help="training budgets per cell, from --seed, --seed + 1, ..., each timed to "
                    "the workload's target on held-out data (the accuracy scenario), in the "
                    f"cell's first process (default: {DEFAULT_SEEDS} for the {DECISION_TIER} "
                    "tier and 1 for the others unless --full; 1 with --quick)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=_number("--threads", int, 0, default_threads()), default=0,
                    help="CPUs each cell may use, the same for every framework (default: all "
                    f"{default_threads()} of this process's affinity mask)")
     p.add_argument("--quick", action="store_true",
@@ -193,7 +231,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true",
                    help="every tier and every mode (debugging modes included), and a fresh "
                    "tuning search instead of the kept one")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
+    p.add_argument("--seed", type=_number("--seed", int, 0, 2**32 - 1), default=0,
+                   help="seed of weights and batch order")
     p.add_argument("--timing", choices=("turns", "alone"), default="turns",
                    help="turns (default): the cells that are compared (same tier, workload, size, "
                    "device, batch, precision) are prepared one by one, then take their timed "
@@ -205,9 +244,14 @@ def run_parser() -> argparse.ArgumentParser:
                    "by the kernel (a memory cgroup per process: needs root or a delegated "
                    "cgroup); a cell that exceeds it is recorded as out of memory with the peak "
                    "it reached, and the run goes on (default: no cap)")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds before a cell is "
+    p.add_argument("--timeout", type=_number("--timeout", float, 0, 7 * 86400, above=True),
+                   default=900.0, help="seconds before a cell is "
                    "killed and recorded as failed (default: 900)")
     p.add_argument("--run-id", default=None, help="name of the run (default: a timestamp)")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="finish a run that was interrupted or killed (a run id under "
+                   "--results-dir, or its folder): its unfinished cells run with its own "
+                   "options (a comparison group again whole), finished ones are kept")
     p.add_argument("--results-dir", type=Path, default=Path("results"))
     p.add_argument("--reports-dir", type=Path, default=Path("reports"))
     p.add_argument("--python", type=_python, action="append", default=[], metavar="FW=PATH",
@@ -330,15 +374,6 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
     odd repeat runs in reverse order, so slow drifts of the machine hit all frameworks alike.
     The self-check no-op cell runs first.
     """
-    if args.repeats is not None and args.repeats < 1:
-        raise SystemExit("framebench: --repeats must be at least 1")
-    if args.seeds is not None and args.seeds < 1:
-        raise SystemExit("framebench: --seeds must be at least 1")
-    if args.epochs is not None and not args.epochs > 0:
-        raise SystemExit(f"framebench: --epochs must be positive, got {args.epochs:g}")
-    if args.threads < 0 or args.threads > default_threads():
-        raise SystemExit(f"framebench: --threads must be between 1 and {default_threads()} "
-                         "(the CPUs this process may use), or 0 for all of them")
     repeats = args.repeats or (FULL_REPEATS if args.full else 1)
     seeds = args.seeds or (1 if args.quick else DEFAULT_SEEDS)
     tiers = args.tiers or (list(TIERS) if args.full else list(DEFAULT_TIERS))
@@ -452,41 +487,168 @@ def largest_cells(args: argparse.Namespace, tiers: list[str], sizes: dict[str, s
 
 
 def run(argv: list[str]) -> int:
-    from harness import report, ui
+    """A new run, or with --resume the unfinished part of one (its own settings and plan)."""
+    from harness import ui
 
     args = run_parser().parse_args(argv)
+    if args.resume:
+        run_dir, args = _resumed(args, argv)
+        with RunLock(run_dir):
+            meta = RunManifest.read(run_dir)
+            meta.resumed.append(now_iso())
+            plan = RunPlan.read(run_dir) or _plan(args, make_cells(args), run_dir, meta)
+            cells = [Cell.from_json(json.dumps(c)) for c in plan.cells]
+            finished = {(c.id, c.repeat): o for c in cells if (o := Outcome.read(
+                run_dir / "cells" / c.id / f"r{c.repeat}" / "outcome.json"))
+                and o.status in FINAL}
+            ui.console.print(f"resuming {run_dir}: {len(finished)} of {len(cells)} cell "
+                             "processes finished before")
+            return _execute(args, run_dir, meta, cells, plan, finished)
     cells = make_cells(args)
+    check_pythons(dict(args.python), args.frameworks)
+    check_data(cells)
     run_id = args.run_id or datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = args.results_dir / run_id
+    if args.results_dir.exists() and not args.results_dir.is_dir():
+        raise SystemExit(f"framebench: --results-dir {args.results_dir} is a file, not a folder")
     if RunManifest.exists(run_dir):
-        raise SystemExit(f"framebench: {run_dir} exists already; choose another --run-id")
-    run_dir.mkdir(parents=True)
-    meta = RunManifest(
-        run_id=run_id, started=now_iso(), argv=["framebench", *argv], host=host_info(),
-        cells=list(dict.fromkeys(c.id for c in cells)),
-        repeats=max(c.repeat for c in cells) + 1, threads=cells[0].threads,
-        precision=",".join(args.precision), tiers=list(dict.fromkeys(c.tier for c in cells[1:])),
-        workloads={w: WORKLOADS[w].description for w in args.workloads})
-    meta.save(run_dir)
-    pythons = dict(args.python)
-    meta.device_peaks = ui.measure_peaks(cells, pythons)
-    cpu = meta.device_peaks.get("cpu-fp32", {})  # the old single-peak fields, for old readers
-    meta.gemm_peak_flops_per_s = cpu.get("by_framework", {})
-    meta.peak_flops_per_s = cpu.get("flops_per_s")
-    meta.save(run_dir)
+        raise SystemExit(f"framebench: {run_dir} exists already; choose another --run-id (or "
+                         f"--resume {run_id} to finish it)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        if RunManifest.exists(run_dir):  # another process made it meanwhile
+            raise SystemExit(f"framebench: {run_dir} exists already; choose another --run-id")
+        meta = RunManifest(
+            run_id=run_id, started=now_iso(), argv=["framebench", *argv], host=host_info(),
+            cells=list(dict.fromkeys(c.id for c in cells)),
+            repeats=max(c.repeat for c in cells) + 1, threads=cells[0].threads,
+            precision=",".join(args.precision),
+            tiers=list(dict.fromkeys(c.tier for c in cells[1:])),
+            workloads={w: WORKLOADS[w].description for w in args.workloads})
+        meta.save(run_dir)
+        plan = _plan(args, cells, run_dir, meta)
+        return _execute(args, run_dir, meta,
+                        [Cell.from_json(json.dumps(c)) for c in plan.cells], plan, {})
 
+
+def _plan(args: argparse.Namespace, cells: list[Cell], run_dir: Path,
+          meta: RunManifest) -> RunPlan:
+    """Before the first cell: the GEMM peaks (unless measured), the tuned tier's variants, and
+    the plan (``plan.json``) that --resume follows."""
+    from harness import ui
+
+    pythons = dict(args.python)
+    if not meta.device_peaks:
+        meta.device_peaks = ui.measure_peaks(cells, pythons)
+        cpu = meta.device_peaks.get("cpu-fp32", {})  # the old single-peak fields, for old readers
+        meta.gemm_peak_flops_per_s = cpu.get("by_framework", {})
+        meta.peak_flops_per_s = cpu.get("flops_per_s")
+        meta.save(run_dir)
     cells, refused = _tune(args, cells, run_dir, pythons, retune=args.full)
-    outcomes = ui.run_with_progress(cells, run_dir, pythons, args.timeout, refused,
-                                    timed_alone(cells, args.timing))
+    plan = RunPlan([json.loads(c.to_json()) for c in cells], refused,
+                   timed_alone(cells, args.timing))
+    plan.save(run_dir)
+    return plan
+
+
+def _execute(args: argparse.Namespace, run_dir: Path, meta: RunManifest, cells: list[Cell],
+             plan: RunPlan, finished: dict) -> int:
+    """Run the plan's cells (those not ``finished``), then write the tables and the report of
+    everything the run folder holds."""
+    from harness import report, ui
+
+    outcomes = ui.run_with_progress(cells, run_dir, dict(args.python), args.timeout,
+                                    plan.refused, plan.alone, finished)
     meta.ended = now_iso()
-    meta.interrupted = any(o.status == "interrupted" for o in outcomes)
-    meta.framework_info = {o.cell.framework: o.record.framework_info for o in outcomes
-                           if o.record.framework_info}
+    stopped = next((o for o in outcomes if o.status == "interrupted"), None)
+    meta.interrupted = stopped is not None
+    meta.framework_info = {**meta.framework_info,
+                           **{o.cell.framework: o.record.framework_info for o in outcomes
+                              if o.record.framework_info}}
     meta.save(run_dir)
     tables = results.write(run_dir)
     path = report.render(run_dir, args.reports_dir)
     ui.print_summary(tables["summary"], run_dir, path, tables["accuracy"])
-    return 130 if meta.interrupted else 0
+    if stopped is not None:
+        ui.console.print(f"{stopped.reason}: finish it with `framebench --resume "
+                         f"{run_dir.name} --results-dir {run_dir.parent}`")
+        name = (stopped.reason or "").removeprefix("interrupted (").rstrip(")")
+        return 128 + getattr(signal.Signals, name, signal.SIGINT).value
+    return 0
+
+
+RESUME_OPTIONS = ("--resume", "--results-dir", "--reports-dir", "--python")
+
+
+def _resumed(args: argparse.Namespace, argv: list[str]) -> tuple[Path, argparse.Namespace]:
+    """The run folder --resume names and the run's own options (its manifest's command line),
+    with --reports-dir and --python taken from this command if given."""
+    extra = [a.split("=")[0] for a in argv if a.startswith("--")
+             and a.split("=")[0] not in RESUME_OPTIONS]
+    if extra:
+        raise SystemExit(f"framebench: --resume runs with the run's own options; "
+                         f"{', '.join(extra)} cannot change them (only "
+                         f"{', '.join(RESUME_OPTIONS[1:])} may be given)")
+    run_dir = Path(args.resume) if Path(args.resume).is_dir() \
+        else args.results_dir / args.resume
+    if not RunManifest.exists(run_dir):
+        runs = sorted(d.name for d in args.results_dir.glob("*/") if RunManifest.exists(d)) \
+            if args.results_dir.is_dir() else []
+        raise SystemExit(f"framebench: --resume {args.resume}: no run there ({run_dir} has no "
+                         f"run.json); runs in {args.results_dir}: {', '.join(runs) or 'none'}")
+    original = run_parser().parse_args(RunManifest.read(run_dir).argv[1:])
+    original.results_dir = run_dir.parent
+    if "--reports-dir" in [a.split("=")[0] for a in argv]:
+        original.reports_dir = args.reports_dir
+    original.python = [*original.python, *args.python]  # later entries win in dict()
+    original.resume = None
+    return run_dir, original
+
+
+def check_pythons(pythons: dict[str, str], frameworks: list[str]) -> None:
+    """Each --python of a selected framework is an interpreter that has the framework, checked
+    before anything runs (without importing the framework)."""
+    for fw in frameworks:
+        if fw not in pythons:
+            continue
+        path, b = pythons[fw], BACKENDS[fw]
+        where = f"--python {fw}={path}"
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise SystemExit(f"framebench: {where}: no executable file there (give the python "
+                             f"of a virtualenv with {fw}, e.g. .nox/bench-{fw}/bin/python)")
+        probe = ("import importlib.util, sys; "
+                 "print('has', importlib.util.find_spec(sys.argv[1]) is not None)")
+        try:
+            done = subprocess.run([path, "-c", probe, b.import_name], capture_output=True,
+                                  text=True, timeout=60)
+            answer = done.stdout.split()
+        except (OSError, subprocess.SubprocessError, UnicodeDecodeError) as exc:
+            answer, done = [], exc
+        if answer[:1] != ["has"]:
+            why = done if isinstance(done, Exception) else f"exit status {done.returncode}"
+            raise SystemExit(f"framebench: {where}: not a Python interpreter ({why})")
+        if answer[1:] != ["True"]:
+            raise SystemExit(f"framebench: {where}: {fw} is not installed for that "
+                             f"interpreter; {b.install_hint}")
+
+
+def check_data(cells: list[Cell]) -> None:
+    """A dataset that is downloaded (not bundled) is fetched, verified and read once here,
+    before anything runs: a missing, unreachable, corrupt or wrongly-checksummed one stops the
+    run with its reason instead of failing in every cell."""
+    from harness.cell import load_dataset
+
+    seen = set()
+    for cell in cells:
+        key = (cell.dataset_name, cell.data_dir)
+        if cell.dataset_name not in DOWNLOADED or key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_dataset(cell)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise SystemExit(f"framebench: dataset {cell.dataset_name} (--data-dir "
+                             f"{cell.data_dir or 'default'}): {exc}") from None
 
 
 def _tune(args: argparse.Namespace, cells: list[Cell], run_dir: Path, pythons: dict[str, str],
@@ -540,6 +702,21 @@ def report_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UnreadableFile as exc:
+        raise SystemExit(f"framebench: {exc}") from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left" not in str(exc):
+            raise
+        raise SystemExit(f"framebench: no space left on the device while writing "
+                         f"{exc.filename or 'the results'}; every file written before is "
+                         "intact (each is written to a temporary name, then renamed). Free "
+                         "some space, then `framebench --resume RUN` finishes an interrupted "
+                         "run and `framebench report RUN` writes its tables and report") from None
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "report":
         return report_main(argv[1:])

@@ -57,8 +57,6 @@ SYNC_CHECK_S = 0.1        # work per sync-check measurement
 SYNC_CHECK_RATIO = 0.5
 PROBE_S = 0.1             # machine probe per CPU, before the warm-up and after the samples
 PROBE_SETTLE_S = 0.02
-EVAL_ITEMS = 2**20        # input values per evaluation batch (evaluation is not timed) ...
-EVAL_LOGITS = 2**25       # ... and logits (128 MiB of float32: a large vocabulary's bound)
 EVALS_PER_BUDGET = 8      # held-out evaluations per training budget, evenly spaced
 
 
@@ -443,11 +441,10 @@ def eval_schedule(steps: int) -> list[int]:
 def evaluate(trainer: Any, dataset: data.Dataset, cell: Cell) -> dict[str, float]:
     """Accuracy (per image, or per predicted token) and, for language models, perplexity on the
     test split, in evaluation behaviour; computed here once for every framework. Batches of
-    EVAL_ITEMS input values and EVAL_LOGITS logits at most, and at least the training batch."""
+    the training batch's size: a larger one would leave its memory to the allocator (RSS that
+    the phases after it keep), and the training memory figures would show evaluation's."""
     workload = cell.workload_spec
-    logits_each = workload.items_per_example(dataset.input_shape) * dataset.num_classes
-    chunk = max(cell.batch_size, min(EVAL_ITEMS // int(np.prod(dataset.input_shape)),
-                                     EVAL_LOGITS // logits_each))
+    chunk = cell.batch_size
     logits = np.concatenate([
         trainer.numpy(trainer.predict(trainer.put(dataset.x_test[i:i + chunk])))
         for i in range(0, len(dataset.x_test), chunk)])

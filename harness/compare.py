@@ -30,7 +30,7 @@ from rich.table import Table
 
 from harness import results, stats
 from harness.backends import SELF_CHECK
-from harness.record import RunManifest
+from harness.record import NewerFile, RunManifest, atomic
 from harness.report.fmt import is_missing, or_empty
 
 PROG = "framebench compare"
@@ -194,8 +194,10 @@ def tables(run_dir: Path) -> dict[str, pd.DataFrame]:
         try:
             return {name: table for name, table in results.load(run_dir, lenient=True).items()
                     if name in NEEDED}
+        except NewerFile:
+            raise  # rewriting it would lose what the newer version wrote
         except (OSError, ValueError, TypeError):
-            pass  # unreadable: collect them again below
+            pass  # corrupt or unreadable: collected again below from the cells' records
     if not any((run_dir / "cells").glob("*/r*/outcome.json")):
         return {name: results.empty(name) for name in NEEDED}
     try:
@@ -627,8 +629,9 @@ def write_files(c: Comparison, reports_dir: Path) -> tuple[Path, Path]:
     reports_dir.mkdir(parents=True, exist_ok=True)
     stem = f"compare-{_safe(c.a.id)}-vs-{_safe(c.b.id)}"
     md, page = reports_dir / f"{stem}.md", reports_dir / f"{stem}.html"
-    md.write_text(markdown(c), encoding="utf-8")
-    page.write_text(render_html(c), encoding="utf-8")
+    for path, text in ((md, markdown(c)), (page, render_html(c))):
+        with atomic(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return md, page
 
 

@@ -1,11 +1,11 @@
 """The largest batch that trains: a search, each try a fresh cell process at one batch size.
 
-From the cell's batch size, the batch grows while training fits; once a try runs out of
-memory, bisection narrows the gap between the largest batch that fit and the smallest that did
-not, until they are within RESOLUTION. (If the first try fails, the batch halves until one
-fits.) Under a known cap, each try's memory peak steers the next: memory is close to linear in
-the batch, so the line through two tries that fit predicts where the cap is reached, and the
-search takes about half the tries of plain doubling and bisection.
+From the cell's batch size (8x it under a memory cap), the batch grows while training fits;
+once a try runs out of memory, bisection narrows the gap between the largest batch that fit and
+the smallest that did not, until they are within RESOLUTION. (If the first try fails, the
+batch halves until one fits.) Under a known cap, each try's memory peak steers the next: memory
+is close to linear in the batch, so the line through two tries that fit predicts where the cap
+is reached, and the search takes about half the tries of plain doubling and bisection.
 
 Out of memory means: on a CPU, the kernel stopped the process at its ``--memory-cap``
 (``harness.limits``, a memory cgroup per process: the machine never swaps); on a GPU, the
@@ -49,14 +49,15 @@ def search(start: int, attempt: Callable[[int], tuple[str, int | None]],
     None). With a ``cap`` and the peaks of two tries that fit, the next batch comes from the
     straight line through them (memory grows linearly with the batch): growing, it aims at
     AIM of the batch where the line meets the cap (at least ×RESOLUTION, at most
-    ×GROWTH_LIMIT); bisecting, at that batch if it lies in the gap. A line that does not rise (the
-    process's fixed memory dominates) grows the batch ×GROWTH_LIMIT; with one try, under 3/4
-    of the cap, it grows ×FAR_GROWTH. Otherwise the batch doubles, and bisection halves the
-    gap."""
+    ×GROWTH_LIMIT); bisecting, at that batch if it lies in the gap. A line that does not rise
+    (the process's fixed memory dominates) grows the batch ×GROWTH_LIMIT; with one try, under
+    3/4 of the cap, it grows ×FAR_GROWTH. Otherwise the batch doubles, and bisection halves
+    the gap. Under a cap the first try is ×FAR_GROWTH the start (the start itself is what the
+    training scenario measures)."""
     good: int | None = None
     bad: int | None = None
     fits: list[tuple[int, int]] = []  # (batch, peak) of the tries that fit
-    batch = start
+    batch = min(MAX_BATCH, start * FAR_GROWTH) if cap else start  # the start: a training cell's
     while True:  # growing (or halving down, if the start does not fit)
         result, peak = attempt(batch)
         if result == "ok":

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -111,6 +113,22 @@ class MemoryCap:
         text = self._read("memory.max_usage_in_bytes" if self.version == "v1" else "memory.peak")
         return int(text) if text.strip().isdigit() else None
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+    def close(self, wait_s: float = 5.0) -> None:
+        """Remove the cgroup: any process still in it (a child the cell left behind) is
+        killed first, and an exiting one is waited for (the kernel refuses to remove a cgroup
+        that holds a process: EBUSY)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+            with contextlib.suppress(OSError, ValueError):
+                for pid in (self.path / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.05)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -196,8 +197,51 @@ def git_state(repo: Path) -> dict[str, object]:
             else None}
 
 
-ENV_PREFIXES = ("XLA_", "TF_", "OMP_", "MKL_", "OPENBLAS_", "TORCH", "JAX_", "CUDA_",
-                "XLA_PYTHON_CLIENT_", "PYTORCH_")
+# The environment variables a run records: those that change what the frameworks, their thread
+# pools or their allocators do, by name. Never by prefix: "TF_" also catches Terraform's
+# TF_VAR_* (which often hold secrets), "CUDA_" or "TORCH" whatever a site invents.
+ENV_ALLOWLIST = frozenset({
+    # thread pools and math libraries
+    "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "OMP_DYNAMIC",
+    "OMP_SCHEDULE", "KMP_AFFINITY", "KMP_BLOCKTIME", "KMP_SETTINGS", "MKL_NUM_THREADS",
+    "MKL_DYNAMIC", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "DNNL_DEFAULT_FPMATH_MODE",
+    "ONEDNN_DEFAULT_FPMATH_MODE", "MALLOC_ARENA_MAX", "LD_PRELOAD", "PYTHONHASHSEED",
+    # CUDA
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_LAUNCH_BLOCKING", "CUDA_MODULE_LOADING",
+    "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE", "NCCL_DEBUG", "NCCL_P2P_DISABLE",
+    "NCCL_IB_DISABLE",
+    # PyTorch
+    "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_NO_CUDA_MEMORY_CACHING", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "TORCH_CUDNN_V8_API_ENABLED", "TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_COMPILE_THREADS",
+    "TORCHINDUCTOR_FREEZING", "TORCHINDUCTOR_MAX_AUTOTUNE", "TORCHINDUCTOR_FX_GRAPH_CACHE",
+    "TORCHDYNAMO_DISABLE", "TORCH_COMPILE_DEBUG", "TORCH_LOGS", "TRITON_CACHE_DIR",
+    # TensorFlow and Keras
+    "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS", "TF_FORCE_GPU_ALLOW_GROWTH",
+    "TF_GPU_ALLOCATOR", "TF_ENABLE_AUTO_MIXED_PRECISION", "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS", "TF_DETERMINISTIC_OPS", "TF_CUDNN_DETERMINISTIC",
+    "TF_USE_LEGACY_KERAS", "TF_GPU_THREAD_MODE", "KERAS_BACKEND",
+    # JAX and XLA
+    "XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+    "XLA_PYTHON_CLIENT_ALLOCATOR", "JAX_PLATFORMS", "JAX_ENABLE_X64",
+    "JAX_DEFAULT_MATMUL_PRECISION", "JAX_COMPILATION_CACHE_DIR", "JAX_DISABLE_JIT",
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+})
+# A value that looks like a credential is recorded as REDACTED even on the allowlist: a
+# secret-ish word, a URL with a password, or a long token of base64/hex characters.
+SECRET_VALUE = re.compile(
+    r"(?i)(password|passwd|secret|token|api[_-]?key|credential|bearer)"
+    r"|://[^/\s:@]+:[^/\s@]+@"
+    r"|^[A-Za-z0-9+/_\-]{32,}={0,2}$")
+REDACTED = "REDACTED"
+
+
+def recorded_env(environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, str]:
+    """The allowlisted environment variables (``ENV_ALLOWLIST``) that are set, credentials
+    redacted: what a run records of its environment."""
+    environ = os.environ if environ is None else environ
+    return {k: REDACTED if SECRET_VALUE.search(v) else v
+            for k, v in sorted(environ.items()) if k in ENV_ALLOWLIST}
 
 
 def host_info() -> dict[str, object]:
@@ -213,7 +257,7 @@ def host_info() -> dict[str, object]:
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "gpus": gpu_info(),
-        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
+        "env": recorded_env(),
         **git_state(Path(__file__).resolve().parents[1]),
     }
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,20 +20,66 @@ import numpy as np
 T = TypeVar("T")
 
 
+@contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to, renamed over ``path`` once the writing
+    succeeded: a reader never sees half a file, and a failed write (a full disk) leaves the
+    previous file as it was. The name is this process's own, so two writers never mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: Path, value: Any) -> None:
     """Atomically write JSON (numpy scalars become Python numbers)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1, default=_jsonable))
-    os.replace(tmp, path)
+    text = json.dumps(value, indent=1, default=_jsonable)
+    with atomic(path) as tmp:
+        tmp.write_text(text)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in path, or {} if it is missing or unreadable (a process that died)."""
+SCHEMA_VERSION = 1  # of run.json, plan.json and the tables; a reader refuses a newer one
+
+
+class UnreadableFile(ValueError):
+    """A results file that exists but cannot be used: corrupt, truncated, not what it should
+    be, or written by a newer framebench. The message names the file."""
+
+
+class NewerFile(UnreadableFile):
+    """A results file written by a newer framebench (its schema number is higher)."""
+
+
+def newer(path: Path, version: object) -> NewerFile:
+    return NewerFile(f"{path} was written by a newer framebench (schema {version}; this one "
+                     f"reads up to {SCHEMA_VERSION}): upgrade framebench to read it")
+
+
+def read_json(path: Path, strict: bool = False) -> dict[str, Any]:
+    """The JSON object in path, or {} if it is missing. Unreadable (corrupt, truncated, not an
+    object): {} as well, or with ``strict`` UnreadableFile; so is a newer ``schema``."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return {}
-    return value if isinstance(value, dict) else {}
+    except (OSError, UnicodeDecodeError) as exc:
+        if strict:
+            raise UnreadableFile(f"{path} cannot be read ({exc})") from None
+        return {}
+    try:
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    except ValueError as exc:
+        if strict:
+            raise UnreadableFile(f"{path} is corrupt or truncated ({exc})") from None
+        return {}
+    schema = value.get("schema", 0)
+    if strict and (not isinstance(schema, int) or schema > SCHEMA_VERSION):
+        raise newer(path, schema)
+    return value
 
 
 def _from_dict(cls: type[T], raw: dict[str, Any]) -> T:
@@ -123,8 +171,8 @@ class CellRecord:
         write_json(path, asdict(self))
 
     @classmethod
-    def read(cls, path: Path) -> CellRecord:
-        return _from_dict(cls, read_json(path))
+    def read(cls, path: Path, strict: bool = False) -> CellRecord:
+        return _from_dict(cls, read_json(path, strict))
 
     @property
     def slowest_probe_s(self) -> float | None:
@@ -150,9 +198,14 @@ class Outcome:
         write_json(path, asdict(self))
 
     @classmethod
-    def read(cls, path: Path) -> Outcome | None:
-        raw = read_json(path)
+    def read(cls, path: Path, strict: bool = False) -> Outcome | None:
+        raw = read_json(path, strict)
+        if strict and path.exists() and not isinstance(raw.get("status"), str):
+            raise UnreadableFile(f"{path} holds no outcome (no status)")
         return _from_dict(cls, raw) if raw else None
+
+
+FINAL = ("ok", "failed", "skipped")  # an outcome that --resume keeps (not "interrupted")
 
 
 @dataclass
@@ -183,6 +236,8 @@ class RunManifest:
     peak_flops_per_s: float | None = None
     framework_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     interrupted: bool = False
+    resumed: list[str] = field(default_factory=list)  # when --resume took it up again
+    schema: int = SCHEMA_VERSION
 
     FILE = "run.json"
 
@@ -191,10 +246,65 @@ class RunManifest:
 
     @classmethod
     def read(cls, run_dir: Path) -> RunManifest:
-        manifest = _from_dict(cls, read_json(run_dir / cls.FILE))
+        manifest = _from_dict(cls, read_json(run_dir / cls.FILE, strict=True))
         manifest.run_id = manifest.run_id or run_dir.name
         return manifest
 
     @classmethod
     def exists(cls, run_dir: Path) -> bool:
         return (run_dir / cls.FILE).exists()
+
+
+@dataclass
+class RunPlan:
+    """What a run is to do (``plan.json``), written before its first cell: every cell process in
+    order (tuned cells with their variants), the cells refused before running (cell id: why)
+    and those timed alone (cell id: why). ``--resume`` runs the unfinished part of it."""
+
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    alone: dict[str, str] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    FILE = "plan.json"
+
+    def save(self, run_dir: Path) -> None:
+        write_json(run_dir / self.FILE, asdict(self))
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunPlan | None:
+        raw = read_json(run_dir / cls.FILE, strict=True)
+        return _from_dict(cls, raw) if raw else None
+
+
+class RunLock:
+    """The run folder held by one framebench process at a time (an advisory lock on
+    ``run.lock``, released by the kernel when the holder exits, however it exits)."""
+
+    FILE = "run.lock"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / self.FILE
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SystemExit(f"framebench: {self.path.parent} is in use by another framebench "
+                             f"process (pid {holder}); wait for it, or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
+

@@ -24,11 +24,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from harness import stats
 from harness.backends import BACKENDS, FRAMEWORKS, SELF_CHECK
 from harness.flops import datasheet_peak
-from harness.record import CellRecord, Outcome, RunManifest, read_json
+from harness.record import (
+    SCHEMA_VERSION,
+    CellRecord,
+    Outcome,
+    RunManifest,
+    UnreadableFile,
+    atomic,
+    newer,
+    read_json,
+)
 from harness.spec import Cell
 
 CELL_COLUMNS: dict[str, tuple[str, str]] = {
@@ -129,7 +140,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
                              "apart"),
     "peak_rss_steady_bytes": ("Int64", "VmHWM during warm-up and steady-state timing"),
     "peak_rss_evaluate_bytes": ("Int64", "VmHWM during the test-set evaluations (batches of "
-                                "at most 2^20 input values)"),
+                                "the training batch's size)"),
     "device_peak_bytes": ("Int64", "GPU allocator peak (torch/TF/JAX's own counter), the largest "
                           "of the training phases (build, first step, training budget, steady "
                           "state; not the evaluation); empty on CPU. JAX cannot reset its "
@@ -317,6 +328,7 @@ LATENCIES_SCHEMA = {"run_id": "string", "scenario": "string", "cell_id": "string
                     "repeat": "Int64", "request": "Int64", "latency_s": "Float64"}
 PHASES = ("import", "build", "first_step", "train", "evaluate", "steady")
 TRAINING_PHASES = ("build", "first_step", "train", "steady")  # device_peak_bytes: evaluation apart
+SCHEMA_KEY = b"framebench_schema"  # the tables' schema version, in their Parquet metadata
 COMPARISON_KEYS = ["scenario", "tier", "workload", "size", "device", "batch_size", "precision"]
 
 
@@ -327,11 +339,14 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, ...]:
     run_id = run.run_id
     rows, losses, samples, latencies, seeds = [], [], [], [], []
     for proc_dir in sorted((run_dir / "cells").glob("*/r*/")):
-        outcome = Outcome.read(proc_dir / "outcome.json")
-        if outcome is None:
-            continue  # never started
-        record = CellRecord.read(proc_dir / "cell.json")
-        cell = Cell.from_json(json.dumps(read_json(proc_dir / "cell_spec.json")))
+        try:
+            outcome = Outcome.read(proc_dir / "outcome.json", strict=True)
+            if outcome is None:
+                continue  # never started, or stopped before the runner judged it
+            record = CellRecord.read(proc_dir / "cell.json", strict=True)
+        except UnreadableFile as exc:  # listed as failed, with the file named
+            outcome, record = Outcome("failed", f"unreadable record: {exc}"), CellRecord()
+        cell = Cell.from_json(json.dumps(read_json(proc_dir / "cell_spec.json", strict=True)))
         cell_id, repeat = proc_dir.parent.name, int(proc_dir.name[1:])
         step_samples = record.step_samples_s
         device_peaks = [v for p, v in record.phase_device_peak_bytes.items()
@@ -847,9 +862,13 @@ def write(run_dir: Path) -> dict[str, pd.DataFrame]:
               "losses": losses, "samples": samples, "latencies": latencies,
               "largest": largest(table), "accuracy": accuracy}
     for name, df in tables.items():
-        df.to_parquet(run_dir / f"{name}.parquet", index=False)
+        with atomic(run_dir / f"{name}.parquet") as tmp:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            pq.write_table(table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), SCHEMA_KEY: str(SCHEMA_VERSION).encode()}), tmp)
         if name in SMALL_TABLES:
-            df.to_csv(run_dir / f"{name}.csv", index=False)
+            with atomic(run_dir / f"{name}.csv") as tmp:
+                df.to_csv(tmp, index=False)
     return tables
 
 
@@ -862,7 +881,7 @@ def load(run_dir: Path, lenient: bool = False) -> dict[str, pd.DataFrame]:
     tables = {}
     for name, schema in TABLES.items():
         path = run_dir / f"{name}.parquet"
-        df = pd.read_parquet(path) if path.exists() or not lenient else pd.DataFrame()
+        df = read_table(path) if path.exists() or not lenient else pd.DataFrame()
         if lenient:
             # a run from before scenarios measured training only
             old = {"scenario": "train", "metric": "step"}
@@ -870,6 +889,21 @@ def load(run_dir: Path, lenient: bool = False) -> dict[str, pd.DataFrame]:
                               for c in schema if c not in df.columns})
         tables[name] = _typed(df, schema)
     return tables
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One of a run's Parquet tables; a corrupt or truncated file, or one written by a newer
+    framebench (``SCHEMA_KEY`` in its metadata), is refused with a message naming it."""
+    try:
+        version = int((pq.read_schema(path).metadata or {}).get(SCHEMA_KEY, b"0"))
+        df = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise UnreadableFile(f"{path} is corrupt or truncated ({str(exc)[:200]}); `framebench "
+                             f"report {path.parent}` writes the tables again from the cells' "
+                             "records") from None
+    if version > SCHEMA_VERSION:
+        raise newer(path, version)
+    return df
 
 
 def empty(name: str) -> pd.DataFrame:

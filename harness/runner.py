@@ -19,8 +19,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -131,11 +132,17 @@ def turn_key(cell: Cell) -> tuple | None:
 def _search_largest(cell: Cell, run_dir: Path, pythons: dict[str, str], timeout_s: float,
                     command: Command, on_start: Callable[[Cell], None] | None,
                     finish: Callable[[Outcome], None],
-                    launchable: Callable[[Cell], bool]) -> None:
+                    launchable: Callable[[Cell], bool],
+                    finished: dict[tuple[str, int], OutcomeFile]) -> None:
     """The largest-batch search of one cell (harness.largest): each try a process of its own,
-    at its batch size, timed alone."""
+    at its batch size, timed alone; a try that finished before (a resumed run) is not run
+    again (the search, being deterministic, asks for the same tries)."""
     def attempt(batch: int) -> tuple[str, int | None]:
         c = replace(cell, batch_size=batch)
+        before = finished.get((c.id, c.repeat))
+        if before is not None:
+            return (largest.classify(before.status, before.reason, before.out_of_memory),
+                    before.memory_peak_bytes)
         if not launchable(c):
             return "skipped", None
         if on_start:
@@ -162,20 +169,59 @@ def _alone_reason(cell: Cell) -> str:
     return "no other cell of its comparison group ran"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal reached the runner: its name is the argument."""
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While cells run, SIGINT (Ctrl-C), SIGTERM (``kill``, a scheduler) and SIGHUP (the
+    terminal closed) stop the run the same way, whatever dispositions this process inherited
+    (a shell starts background jobs with SIGINT ignored): the running cells' process groups are
+    killed, and the finished cells kept. Outside the main thread, nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        for s in STOP_SIGNALS:  # once: the cleanup that follows is not interrupted again
+            signal.signal(s, signal.SIG_IGN)
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def interrupted_reason(exc: KeyboardInterrupt) -> str:
+    return f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})"
+
+
 def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | None = None,
               timeout_s: float = 900.0, command: Command = cell_command,
               on_start: Callable[[Cell], None] | None = None,
               on_done: Callable[[Outcome], None] | None = None,
               refused: dict[str, str] | None = None,
-              alone: dict[str, str] | None = None) -> list[Outcome]:
+              alone: dict[str, str] | None = None,
+              finished: dict[tuple[str, int], OutcomeFile] | None = None) -> list[Outcome]:
     """Run cells in their order, each in a fresh process; the cells of one comparison group
-    (``turn_key``) are run together, in turns, when the first of them comes up. On Ctrl-C the
-    running cells are stopped and marked interrupted, and the outcomes so far are returned (the
-    caller then writes what was measured). Compile caches live in run_dir/cache and are removed
+    (``turn_key``) are run together, in turns, when the first of them comes up. On Ctrl-C,
+    SIGTERM or SIGHUP (``stop_on_signals``) the running cells are stopped and marked
+    interrupted, and the outcomes so far are returned (the caller then writes what was
+    measured). Compile caches live in run_dir/cache and are removed
     at the end. A cell in ``refused`` (cell id: reason, e.g. its tuning search failed) is
     recorded as failed with that reason without running; a cell in ``alone`` (cell id: why) is
-    timed on its own, and the reason is recorded."""
+    timed on its own, and the reason is recorded. ``finished`` ((cell id, repeat): its outcome,
+    when a run is resumed) are not run again: a comparison group runs again whole unless every
+    member finished, and a largest-batch search takes its finished tries as they were."""
     pythons, refused, alone = pythons or {}, refused or {}, alone or {}
+    finished = finished or {}
     run_dir = run_dir.resolve()  # cell processes run from the checkout, not from here
     available: dict[str, bool] = {}
     groups: dict[tuple, list[Cell]] = {}
@@ -200,7 +246,8 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
         started.add((cell.id, cell.repeat))
         python = pythons.get(cell.framework, sys.executable)
         out_dir = run_dir / "cells" / cell.id / f"r{cell.repeat}"
-        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out_dir, ignore_errors=True)  # an unfinished process's files, if resumed
+        out_dir.mkdir(parents=True)
         (out_dir / "cell_spec.json").write_text(cell.to_json())
         key = f"{python}:{cell.framework}"
         if key not in available:
@@ -220,33 +267,53 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
             shutil.rmtree(run_dir / "cache" / cell.id, ignore_errors=True)
         return True
 
-    for cell in cells:
-        if (cell.id, cell.repeat) in started:
-            continue
-        if cell.scenario == "largest":
-            _search_largest(cell, run_dir, pythons, timeout_s, command, on_start, finish,
-                            launchable)
+    with stop_on_signals(), _Process.stopped_on_interrupt(finish, timeout_s):
+        for cell in cells:
+            if (cell.id, cell.repeat) in started:
+                continue
+            if cell.scenario == "largest":
+                _search_largest(cell, run_dir, pythons, timeout_s, command, on_start, finish,
+                                launchable, finished)
+                if any(o.status == "interrupted" for o in outcomes):
+                    break
+                continue
+            members = (groups.get(turn_key(cell), []) if cell.id not in alone else []) or [cell]
+            if all((c.id, c.repeat) in finished for c in members):
+                started.update((c.id, c.repeat) for c in members)
+                continue
+            live = [c for c in members if launchable(c)]
+            if len(live) > 1:
+                _run_turns(live, run_dir, pythons, timeout_s, command, on_start, finish)
+            elif live:
+                why = alone.get(cell.id) or _alone_reason(cell)
+                if on_start:
+                    on_start(live[0])
+                proc = _Process(live[0], run_dir, pythons, command, turn=False)
+                finish(replace(proc.wait(timeout_s), timing=f"alone: {why}"))
             if any(o.status == "interrupted" for o in outcomes):
                 break
-            continue
-        members = groups.get(turn_key(cell), []) if cell.id not in alone else []
-        live = [c for c in (members or [cell]) if launchable(c)]
-        if len(live) > 1:
-            _run_turns(live, run_dir, pythons, timeout_s, command, on_start, finish)
-        elif live:
-            why = alone.get(cell.id) or _alone_reason(cell)
-            if on_start:
-                on_start(live[0])
-            proc = _Process(live[0], run_dir, pythons, command, turn=False)
-            finish(replace(proc.wait(timeout_s), timing=f"alone: {why}"))
-        if any(o.status == "interrupted" for o in outcomes):
-            break
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
     return outcomes
 
 
 class _Process:
     """One cell process: started at once, with a turn channel if it is timed in turns."""
+
+    running: set[_Process] = set()  # started and not yet waited for
+
+    @classmethod
+    @contextlib.contextmanager
+    def stopped_on_interrupt(cls, finish: Callable[[Outcome], None],
+                             timeout_s: float) -> Iterator[None]:
+        """An interrupt that arrives between the waits (while a cell is launched or its
+        outcome written): every process still running is killed and recorded as interrupted,
+        and the run ends as after any interrupt."""
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            for p in list(cls.running):
+                finish(replace(p.wait(timeout_s, "interrupted", interrupted_reason(exc)),
+                               timing="interrupted"))
 
     def __init__(self, cell: Cell, run_dir: Path, pythons: dict[str, str], command: Command,
                  turn: bool) -> None:
@@ -275,7 +342,9 @@ class _Process:
             self.proc = subprocess.Popen(argv, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, cwd=ROOT, pass_fds=child_fds,
-                                         start_new_session=True)  # Ctrl-C reaches us only
+                                         start_new_session=True,  # Ctrl-C reaches us only
+                                         preexec_fn=_die_with_parent(os.getpid()))
+        _Process.running.add(self)
         for fd in child_fds:
             os.close(fd)
         self.rounds = 0
@@ -290,10 +359,11 @@ class _Process:
                 rc = self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 status, reason = "failed", f"timed out after {timeout_s:g} s"
-            except KeyboardInterrupt:
-                status, reason = "interrupted", "interrupted (Ctrl-C)"
+            except KeyboardInterrupt as exc:
+                status, reason = "interrupted", interrupted_reason(exc)
         if status is not None:
             self.kill()
+        _Process.running.discard(self)
         if self.channel is not None:
             self.channel.close()
         wall = clock() - self.t0
@@ -382,11 +452,27 @@ def _run_turns(cells: list[Cell], run_dir: Path, pythons: dict[str, str], timeou
             with contextlib.suppress(OSError):  # gone already: wait() judges it
                 p.channel.send("finish")
             drop(p, p.wait(timeout_s), partners)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         for p in [*ready, *([current] if current and current not in ready else [])]:
             if not any(o.cell == p.cell for o in done):
-                drop(p, p.wait(timeout_s, "interrupted", "interrupted (Ctrl-C)"))
+                drop(p, p.wait(timeout_s, "interrupted", interrupted_reason(exc)))
     return done
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """For Popen's preexec_fn on Linux: the kernel kills the cell process when the runner dies,
+    even by SIGKILL (PR_SET_PDEATHSIG), so a killed run leaves no cell running on its own."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the runner died before it was armed
+            os._exit(1)
+    return arm
 
 
 def _judge(rc: int | None, record: CellRecord) -> tuple[str, str | None]:
@@ -398,7 +484,9 @@ def _judge(rc: int | None, record: CellRecord) -> tuple[str, str | None]:
         return "failed", record.reason
     if rc is not None and rc < 0:
         return "failed", f"crashed: killed by {signal.Signals(-rc).name}"
-    return "failed", f"exited with code {rc}"
+    if not record.cell_id:
+        return "failed", f"exited with code {rc} without writing its record (cell.json)"
+    return "failed", f"exited with code {rc} with its record unfinished (status {record.status})"
 
 
 def _tail(path: Path) -> str:

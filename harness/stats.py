@@ -161,7 +161,12 @@ def settle_repeats(ratio: float, lo: float, hi: float, repeats: int,
 def break_even_step(first_compiled_s: float, step_compiled_s: float, first_eager_s: float,
                     step_eager_s: float) -> float | None:
     """The step count after which compiled mode's total time (first step included) beats eager;
-    None if compiled never catches up. 1.0 means it wins from the first step."""
+    None if compiled never catches up, or a time is missing (a first step that failed). 1.0
+    means it wins from the first step."""
+    times = (first_compiled_s, step_compiled_s, first_eager_s, step_eager_s)
+    if any(t is None or not isinstance(t, (int, float, np.number)) or np.isnan(t)
+           for t in times):
+        return None
     if step_compiled_s >= step_eager_s:
         return None if first_compiled_s > first_eager_s else 1.0
     extra = (first_compiled_s - first_eager_s) / (step_eager_s - step_compiled_s)

@@ -22,12 +22,14 @@ STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "inter
 
 def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
                       timeout_s: float, refused: dict[str, str] | None = None,
-                      alone: dict[str, str] | None = None) -> list[runner.Outcome]:
+                      alone: dict[str, str] | None = None,
+                      finished: dict | None = None) -> list[runner.Outcome]:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console,
                   refresh_per_second=1) as progress:  # the cells share these CPUs
         # a largest-batch search runs as many processes as it needs: each counts when it ends
-        task = progress.add_task("cells", total=sum(c.scenario != "largest" for c in cells))
+        task = progress.add_task("cells", total=sum(
+            c.scenario != "largest" and (c.id, c.repeat) not in (finished or {}) for c in cells))
 
         def start(cell: Cell) -> None:
             progress.update(task, description=cell.id)
@@ -42,7 +44,7 @@ def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
                                    f"({outcome.wall_s:.0f} s){': ' + first[0] if first else ''}")
 
         return runner.run_cells(cells, run_dir, pythons, timeout_s, on_start=start, on_done=done,
-                                refused=refused, alone=alone)
+                                refused=refused, alone=alone, finished=finished)
 
 
 def print_search(record: dict) -> None:

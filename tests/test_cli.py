@@ -38,14 +38,14 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
           "4096"], "needs at least"),
         (["--workloads", "mlp", "--dataset", "pydoc"], "none of the workloads mlp takes"),
         (["--dataset", "mnist,cifar10"], "takes one image dataset"),
-        (["--epochs", "0"], "--epochs must be positive"),
+        (["--epochs", "0"], "--epochs must be a number above 0 and at most 1000, got '0'"),
         (["--precision", "fp8"], "valid precisions: fp32, tf32, bf16"),
-        (["--threads", "999"], "--threads must be between 1 and"),
+        (["--threads", "999"], "--threads must be a whole number from 0 to"),
         (["--memory-cap", "lots"], "a memory size must be a positive number"),
         (["--memory-cap", "0G"], "a memory size must be a positive number"),
         (["--scenarios", "serve"], "valid scenarios: train, infer, largest"),
         (["--infer-paths", "onnx"], "valid inference paths: eager, compiled, export"),
-        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--seeds", "0"], "--seeds must be a whole number from 1 to 100, got '0'"),
         (["--scenarios", "infer", "--tiers", "tuned"], "the infer and largest scenarios run"),
         (["--modes", "graph", "--frameworks", "torch"], "tensorflow: eager, graph, compiled"),
     ]:
@@ -53,6 +53,74 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
         assert proc.returncode != 0
         assert message in proc.stderr, proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--epochs", "-1"], "--epochs must be a number above 0 and at most 1000, got '-1'"),
+    (["--epochs", "nan"], "--epochs must be a number above 0"),
+    (["--epochs", "1e9"], "--epochs must be a number above 0 and at most 1000, got '1e9'"),
+    (["--timeout", "0"], "--timeout must be a number above 0 and at most 604800, got '0'"),
+    (["--timeout", "soon"], "--timeout must be a number above 0"),
+    (["--steady-seconds", "inf"], "--steady-seconds must be a number above 0"),
+    (["--repeats", "two"], "--repeats must be a whole number from 1 to 100, got 'two'"),
+    (["--repeats", "1.5"], "--repeats must be a whole number from 1 to 100"),
+    (["--seeds", "1000000"], "--seeds must be a whole number from 1 to 100, got '1000000'"),
+    (["--seed", "-1"], "--seed must be a whole number from 0 to 4294967295"),
+    (["--batch-sizes", ","], "no batch size given"),
+    (["--batch-sizes", "32,64,32"], "batch sizes must differ, got '32,64,32'"),
+    (["--batch-sizes", "0"], "a batch size must be a whole number from 1 to 16777216, got '0'"),
+    (["--batch-sizes", "32,1e12"], "a batch size must be a whole number from 1 to 16777216"),
+    (["--batch-sizes", "99999999999"], "a batch size must be a whole number from 1 to"),
+    (["--workloads", ""], "no workload given; valid workloads: mlp, cnn"),
+    (["--frameworks", "torch,,jax"], None),  # empty entries are skipped, not an error
+    (["--python", "pytorch=/usr/bin/python3"], "FRAMEWORK one of torch, tensorflow, jax"),
+])
+def test_bad_numbers_and_lists_name_the_valid_choices(args: list[str], message: str | None,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """Through the Python API (the parser the CLI uses): one clear message, exit status 2."""
+    from harness.__main__ import run_parser
+
+    if message is None:
+        assert run_parser().parse_args(args).frameworks == ["torch", "jax"]
+        return
+    with pytest.raises(SystemExit) as stop:
+        run_parser().parse_args(args)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_paths_stop_before_anything_runs(tmp_path: Path) -> None:
+    """An interpreter that is missing, not a Python or lacks the framework, a corrupt dataset
+    and a results path that is a file: one message each, checked before the no-op cell or the
+    GEMM peaks run (nothing is written)."""
+    import subprocess
+    import sys
+
+    bare = tmp_path / "bare"  # a Python without the frameworks
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    corrupt = tmp_path / "mnist"
+    corrupt.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (corrupt / name).write_bytes(b"not an idx file")
+    (tmp_path / "taken").write_text("a file")
+    for args, message in [
+        (["--python", "torch=/nonexistent/python"], "--python torch=/nonexistent/python: no "
+                                                    "executable file there"),
+        (["--python", "jax=/bin/false"], "--python jax=/bin/false: not a Python interpreter"),
+        (["--python", f"tensorflow={bare}/bin/python"], "tensorflow is not installed for that "
+                                                       "interpreter; pip install"),
+        (["--workloads", "mlp", "--dataset", "mnist", "--data-dir", str(corrupt)],
+         "dataset mnist (--data-dir"),
+        (["--workloads", "mlp", "--dataset", "mnist", "--data-dir", "/proc/framebench"],
+         "dataset mnist (--data-dir /proc/framebench)"),  # missing, and cannot be made
+        (["--results-dir", "taken"], "--results-dir taken is a file, not a folder"),
+    ]:
+        proc = run_cli(*args, "--frameworks", "torch,tensorflow,jax", cwd=tmp_path)
+        assert proc.returncode != 0 and message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()
+    proc = run_cli("report", "nope", cwd=tmp_path)  # a report of a run that does not exist
+    assert proc.returncode != 0 and "results/nope is not a run directory" in proc.stderr
 
 
 def test_end_to_end_run(small_run: Path) -> None:

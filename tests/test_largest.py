@@ -99,7 +99,7 @@ def test_a_real_search_under_a_memory_cap(tmp_path: Path) -> None:
     tries = table[table["scenario"] == "largest"]
     assert len(tries) == row["tries"] and tries["out_of_memory"].sum() >= 1
     assert (tries[tries["status"] == "ok"]["memory_peak_bytes"] <= 700 * 2**20).all()
-    bench = json.loads(next((run_dir / "cells").glob("*-b32-largest/r0/benchmark.json"))
+    bench = json.loads(next((run_dir / "cells").glob("*-b256-largest/r0/benchmark.json"))
                        .read_text())
     assert len(bench["benchmarks"][0]["stats"]["data"]) == largest.TRY_STEPS
     html = (tmp_path / "p" / "big" / "index.html").read_text()

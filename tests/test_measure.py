@@ -4,6 +4,7 @@ import mmap
 
 import numpy as np
 
+from harness import measure
 from harness.measure import host_info, peak_rss_bytes, reset_peak_rss
 
 
@@ -84,3 +85,24 @@ def test_machine_probe_sees_a_cpu_shared_with_a_busy_process() -> None:
     finally:
         os.sched_setaffinity(0, mask)
     assert shared > 1.4 * quiet  # the scheduler halves the probe's share of the CPU
+
+
+def test_the_recorded_environment_is_an_allowlist_with_credentials_redacted() -> None:
+    """Framework variables by name, never by prefix (Terraform's TF_VAR_* and TF_TOKEN_* are
+    not TensorFlow's), and a credential-looking value is redacted even on the allowlist."""
+    environ = {
+        "OMP_NUM_THREADS": "2", "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "TF_CPP_MIN_LOG_LEVEL": "2", "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
+        "TF_VAR_db_password": "hunter2", "TF_TOKEN_app_terraform_io": "abc.def",
+        "CUDA_SECRET_SAUCE": "x", "TORCH_HOME": "/home/me/.cache", "AWS_SECRET_ACCESS_KEY": "k",
+        "LD_PRELOAD": "https://user:pa55@example.com/lib.so",
+        "JAX_COMPILATION_CACHE_DIR": "ghp" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+        "TF_XLA_FLAGS": "--tf_xla_auto_jit=2 token=abc",
+    }
+    env = measure.recorded_env(environ)
+    assert env == {
+        "OMP_NUM_THREADS": "2", "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "TF_CPP_MIN_LOG_LEVEL": "2", "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
+        "LD_PRELOAD": "REDACTED", "JAX_COMPILATION_CACHE_DIR": "REDACTED",
+        "TF_XLA_FLAGS": "REDACTED"}
+    assert set(measure.host_info()["env"]) <= measure.ENV_ALLOWLIST

@@ -360,3 +360,54 @@ def test_report_in_a_real_browser(small_run: Path, capsys: pytest.CaptureFixture
     assert highlighted == ["start-up (import + build + cold first step)"]
     assert any(row.startswith("api") for row in differing) and same == 0
     assert shown == 2 * len(report.PRIORITIES) and widths[0] <= widths[1] + 1, widths
+
+
+PAYLOAD = ('<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+           '</script><script>window.__pwned = 3</script>')
+
+
+def test_hostile_strings_in_results_never_execute_in_the_browser(
+        small_run: Path, tmp_path: Path) -> None:
+    """A results folder from someone else: markup in an error tail, a framework version, a
+    tuned variant, a configuration, the host name and an environment variable. The report
+    shows each as text, and Chromium runs none of it."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium; .ci/run does)")
+    run_dir = tmp_path / "hostile"
+    shutil.copytree(small_run / "results" / "small", run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["host"]["hostname"] = PAYLOAD
+    meta["host"]["env"] = {"XLA_FLAGS": PAYLOAD}
+    meta["workloads"] = {k: PAYLOAD for k in meta["workloads"]}
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    procs = sorted((run_dir / "cells").glob("*/r0"))
+    failed, versioned = procs[1], procs[2]
+    outcome = json.loads((failed / "outcome.json").read_text())
+    (failed / "outcome.json").write_text(json.dumps(
+        {**outcome, "status": "failed", "reason": f"Traceback: {PAYLOAD}"}))
+    record = json.loads((versioned / "cell.json").read_text())
+    for info in record["framework_info"].values() if isinstance(
+            record["framework_info"], dict) else []:
+        if isinstance(info, dict):
+            info["framework_version"] = PAYLOAD
+    record["manifest"] = {**(record.get("manifest") or {}), "variant": PAYLOAD,
+                          "optimizer": PAYLOAD}
+    (versioned / "cell.json").write_text(json.dumps(record))
+    results.write(run_dir)
+    html_path = report.render(run_dir, tmp_path / "reports")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_context(offline=True).new_page()
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(
+            ("file:", "data:", "blob:", "about:")) else r.abort())
+        page.goto(html_path.as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length > 0")
+        page.wait_for_timeout(500)  # an onerror handler would have fired by now
+        pwned = page.evaluate("window.__pwned")
+        text = page.inner_text("body")
+        browser.close()
+    assert pwned is None
+    assert "window.__pwned = 1" in text  # shown, as text

@@ -78,14 +78,16 @@ def test_ctrl_c_keeps_finished_cells(tmp_path: Path) -> None:
             return [python, "-c", "import time; time.sleep(3600)"]
         return [python, "-c", "pass"]
 
-    # A shell starts background jobs with SIGINT ignored: install Python's own handler for the
-    # test, so it does not depend on the disposition it inherits.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # As a shell starts a background job: SIGINT ignored. The runner installs its own handler
+    # while cells run (runner.stop_on_signals), and puts the inherited one back after.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         outcomes = runner.run_cells(quick, tmp_path, timeout_s=60, command=command)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
     assert [o.status for o in outcomes] == ["failed", "failed", "interrupted"]
+    assert outcomes[-1].reason == "interrupted (SIGINT)"
     assert len(outcomes) == 3  # the cell after the interrupt never started
     assert (tmp_path / "cells" / quick[0].id / "r0" / "outcome.json").exists()
 

@@ -31,10 +31,10 @@ from harness.data.images import (
 from harness.data.text import pydoc, tinyshakespeare, windows
 
 __all__ = [
-    "DATASETS", "IDX_SOURCES", "NUM_CLASSES", "SYNTHETIC_SHAPE", "_IDX_FILES", "Dataset",
-    "batches", "cifar10", "default_data_dir", "digits", "digits32", "fetch", "from_idx_arrays",
-    "data_shape", "idx_dataset", "kind_of", "load", "pydoc", "read_idx", "sha256", "synthetic",
-    "tinyshakespeare", "windows",
+    "DATASETS", "DOWNLOADED", "IDX_SOURCES", "NUM_CLASSES", "SYNTHETIC_SHAPE", "_IDX_FILES",
+    "Dataset", "batches", "cifar10", "data_shape", "default_data_dir", "digits", "digits32",
+    "fetch", "from_idx_arrays", "idx_dataset", "kind_of", "load", "pydoc", "read_idx", "sha256",
+    "synthetic", "tinyshakespeare", "windows",
 ]
 
 DATASETS: dict[str, str] = {
@@ -42,6 +42,7 @@ DATASETS: dict[str, str] = {
     "cifar10": "image", "synthetic": "image", "pydoc": "text", "tinyshakespeare": "text",
 }
 
+DOWNLOADED = ("mnist", "fashion-mnist", "cifar10", "tinyshakespeare")  # the others are bundled
 
 IMAGE_SHAPES: dict[str, tuple[int, ...]] = {
     "digits": (8, 8, 1), "digits32": (32, 32, 3), "mnist": (28, 28, 1),

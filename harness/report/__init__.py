@@ -25,7 +25,7 @@ from plotly.offline import get_plotlyjs
 
 from harness import results, stats
 from harness.backends import SELF_CHECK, TIER_DESCRIPTIONS
-from harness.record import RunManifest
+from harness.record import RunManifest, atomic
 from harness.report.charts import (
     accuracy_figure,
     batch_figure,
@@ -197,11 +197,14 @@ def render(run_dir: Path, reports_dir: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     plotlyjs = get_plotlyjs()
     links = table_links(run_dir, out.parent)
-    out.write_text(template.render(**ctx, links=links, plotlyjs=plotlyjs,
-                                   summary_href="summary.md"), encoding="utf-8")
-    (out.parent / "summary.md").write_text(summary(ctx, links), encoding="utf-8")
-    (reports_dir / "latest.html").write_text(
-        template.render(**ctx, links=table_links(run_dir, reports_dir), plotlyjs=plotlyjs,
-                        summary_href=f"{out.parent.name}/summary.md"), encoding="utf-8")
+    pages = {
+        out: template.render(**ctx, links=links, plotlyjs=plotlyjs, summary_href="summary.md"),
+        out.parent / "summary.md": summary(ctx, links),
+        reports_dir / "latest.html": template.render(
+            **ctx, links=table_links(run_dir, reports_dir), plotlyjs=plotlyjs,
+            summary_href=f"{out.parent.name}/summary.md")}
+    for path, text in pages.items():
+        with atomic(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return out
 

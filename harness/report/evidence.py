@@ -26,7 +26,8 @@ from harness.spec import WORKLOADS
 
 def findings(ok: pd.DataFrame, speedups: pd.DataFrame) -> list[str]:
     """Details for one workload beyond the decision: the code people write, what tuning buys,
-    compile trade-offs, graph breaks, memory range, quality."""
+    compile trade-offs, graph breaks, memory range, quality. Plain text (escaped in the page:
+    names come from the results)."""
     if ok.empty:
         return ["No cell of this workload finished, so there is nothing to compare."]
     lines = []
@@ -81,7 +82,7 @@ def findings(ok: pd.DataFrame, speedups: pd.DataFrame) -> list[str]:
     if target is not None and not met.empty:
         missed = ok[ok["target_met"] == False]  # noqa: E712 - nullable boolean
         lines.append(f"Target {target}: " + ("reached by every cell." if missed.empty else
-                     "<b>missed</b> by " + ", ".join(missed.apply(label, axis=1)) + "."))
+                     "MISSED by " + ", ".join(missed.apply(label, axis=1)) + "."))
     return lines
 
 
