@@ -77,6 +77,10 @@ def _names(kind: str, valid: tuple[str, ...]):  # noqa: ANN202 - argparse type f
                 check_choice(kind, n, valid)
             except ValueError as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise argparse.ArgumentTypeError(f"{kind} {', '.join(twice)} given twice in "
+                                             f"{text!r}; give each once")
         return names
     return parse
 
@@ -97,7 +101,7 @@ def _number(kind: str, convert: type, low: float, high: float,
             above: bool = False):  # noqa: ANN202 - argparse type factory
     """A number from ``low`` (exclusive if ``above``) to ``high``, with one clear message for
     anything else: not a number, not whole, out of range, nan or infinite."""
-    span = f"{'above' if above else 'from'} {low:g} {'and at most' if above else 'to'} {high:g}"
+    span = f"{'above' if above else 'from'} {low:n} {'and at most' if above else 'to'} {high:n}"
     what = "a whole number" if convert is int else "a number"
 
     def parse(text: str) -> int | float:

@@ -6,6 +6,7 @@ per workload); this module names what one benchmark cell runs.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import asdict, dataclass, fields
 
@@ -94,7 +95,10 @@ class Cell:
 
 
 def check_choice(kind: str, name: str, valid: tuple[str, ...] | list[str]) -> str:
-    """Return name if valid, else raise ValueError naming the problem and the valid choices."""
+    """Return name if valid, else raise ValueError naming the problem, the closest valid name
+    (a misspelling) and the valid choices."""
     if name not in valid:
-        raise ValueError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
+        close = difflib.get_close_matches(name.lower(), list(valid), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown {kind} {name!r}{hint}; valid {kind}s: {', '.join(valid)}")
     return name

@@ -72,6 +72,11 @@ def test_unknown_names_stop_before_anything_runs(tmp_path: Path) -> None:
     (["--batch-sizes", "32,1e12"], "a batch size must be a whole number from 1 to 16777216"),
     (["--batch-sizes", "99999999999"], "a batch size must be a whole number from 1 to"),
     (["--workloads", ""], "no workload given; valid workloads: mlp, cnn"),
+    (["--workloads", "mpl"], "unknown workload 'mpl' (did you mean 'mlp'?); valid workloads:"),
+    (["--frameworks", "pytorch"], "did you mean 'torch'?"),
+    (["--frameworks", "Jax"], "unknown framework 'Jax' (did you mean 'jax'?)"),
+    (["--scenarios", "inference"], "did you mean 'infer'?"),
+    (["--workloads", "mlp,cnn,mlp"], "workload mlp given twice in 'mlp,cnn,mlp'"),
     (["--frameworks", "torch,,jax"], None),  # empty entries are skipped, not an error
     (["--python", "pytorch=/usr/bin/python3"], "FRAMEWORK one of torch, tensorflow, jax"),
 ])
