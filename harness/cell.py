@@ -406,8 +406,8 @@ class CellRun:
 
 
 def training_peak(phase_peaks: dict[str, int | None]) -> int | None:
-    """The process's memory figure: its peak over every phase but the held-out evaluation
-    (whose batches are larger than training's, and differ from one workload to another)."""
+    """The process's memory figure: its peak over every phase but the held-out evaluations
+    (their own figure: evaluating is not training)."""
     return max((v for p, v in phase_peaks.items() if v and p != "evaluate"), default=None)
 
 

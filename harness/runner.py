@@ -214,12 +214,13 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
     (``turn_key``) are run together, in turns, when the first of them comes up. On Ctrl-C,
     SIGTERM or SIGHUP (``stop_on_signals``) the running cells are stopped and marked
     interrupted, and the outcomes so far are returned (the caller then writes what was
-    measured). Compile caches live in run_dir/cache and are removed
-    at the end. A cell in ``refused`` (cell id: reason, e.g. its tuning search failed) is
-    recorded as failed with that reason without running; a cell in ``alone`` (cell id: why) is
-    timed on its own, and the reason is recorded. ``finished`` ((cell id, repeat): its outcome,
-    when a run is resumed) are not run again: a comparison group runs again whole unless every
-    member finished, and a largest-batch search takes its finished tries as they were."""
+    measured). Compile caches live in run_dir/cache and are removed at the end (kept when the
+    run was interrupted, for --resume). A cell in ``refused`` (cell id: reason, e.g. its
+    tuning search failed) is recorded as failed with that reason without running; a cell in
+    ``alone`` (cell id: why) is timed on its own, and the reason is recorded. ``finished``
+    ((cell id, repeat): its outcome, when a run is resumed) are not run again: a comparison
+    group runs again whole unless every member finished, and a largest-batch search takes its
+    finished tries as they were."""
     pythons, refused, alone = pythons or {}, refused or {}, alone or {}
     finished = finished or {}
     run_dir = run_dir.resolve()  # cell processes run from the checkout, not from here
@@ -292,7 +293,8 @@ def run_cells(cells: Sequence[Cell], run_dir: Path, pythons: dict[str, str] | No
                 finish(replace(proc.wait(timeout_s), timing=f"alone: {why}"))
             if any(o.status == "interrupted" for o in outcomes):
                 break
-    shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    if not any(o.status == "interrupted" for o in outcomes):  # kept for --resume: a later
+        shutil.rmtree(run_dir / "cache", ignore_errors=True)  # repeat's caches stay warm
     return outcomes
 
 
