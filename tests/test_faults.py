@@ -254,3 +254,32 @@ def test_a_segfault_and_a_silent_exit_are_recorded_and_the_run_goes_on(tmp_path:
     assert outcomes["cnn"].reason.startswith("exited with code 0 without writing its record")
     assert "bye" in outcomes["cnn"].reason  # the log's tail
     assert outcomes["resnet"].status == "ok", outcomes["resnet"].reason
+
+
+def test_sigterm_to_the_cli_writes_the_table_and_report_of_what_finished(tmp_path: Path) -> None:
+    """`kill` (SIGTERM) to a real run started as a background job (SIGINT ignored): it exits
+    with 128 + 15 after writing the table and the report of what it has, the running cell
+    recorded as interrupted; --resume then finishes it."""
+    pytest.importorskip("jax")
+    args = ["--frameworks", "jax", "--workloads", "mlp,cnn", "--tiers", "identical",
+            "--modes", "compiled", "--scenarios", "train", "--quick", "--steady-seconds", "0.2",
+            "--results-dir", "r", "--reports-dir", "p", "--run-id", "termed"]
+    run_dir = tmp_path / "r" / "termed"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    wait_for(run_dir, "cells/*/r0/outcome.json", count=1, timeout_s=300)  # the no-op cell
+    wait_for(run_dir, "cells/mlp-*jax*/r0/cell.json", count=1, timeout_s=300)  # one running
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "framebench --resume termed" in out
+    table = pd.read_parquet(run_dir / "results.parquet")
+    assert "interrupted (SIGTERM)" in set(table["reason"].dropna()), table[["cell_id", "reason"]]
+    assert (tmp_path / "p" / "termed" / "index.html").exists()
+    assert json.loads((run_dir / "run.json").read_text())["interrupted"] is True
+    done = run_cli("--resume", "termed", "--results-dir", "r", "--reports-dir", "p",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = pd.read_parquet(run_dir / "results.parquet")
+    assert len(table) == 3 and (table["status"] == "ok").all(), table[["cell_id", "reason"]]
