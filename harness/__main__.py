@@ -501,7 +501,7 @@ def run(argv: list[str]) -> int:
             meta = RunManifest.read(run_dir)
             meta.resumed.append(now_iso())
             plan = RunPlan.read(run_dir) or _plan(args, make_cells(args), run_dir, meta)
-            cells = [Cell.from_json(json.dumps(c)) for c in plan.cells]
+            cells = plan_cells(plan)
             finished = {(c.id, c.repeat): o for c in cells if (o := Outcome.read(
                 run_dir / "cells" / c.id / f"r{c.repeat}" / "outcome.json"))
                 and o.status in FINAL}
@@ -531,8 +531,7 @@ def run(argv: list[str]) -> int:
             workloads={w: WORKLOADS[w].description for w in args.workloads})
         meta.save(run_dir)
         plan = _plan(args, cells, run_dir, meta)
-        return _execute(args, run_dir, meta,
-                        [Cell.from_json(json.dumps(c)) for c in plan.cells], plan, {})
+        return _execute(args, run_dir, meta, plan_cells(plan), plan, {})
 
 
 def _plan(args: argparse.Namespace, cells: list[Cell], run_dir: Path,
@@ -553,6 +552,10 @@ def _plan(args: argparse.Namespace, cells: list[Cell], run_dir: Path,
                    timed_alone(cells, args.timing))
     plan.save(run_dir)
     return plan
+
+
+def plan_cells(plan: RunPlan) -> list[Cell]:
+    return [Cell.from_json(json.dumps(c)) for c in plan.cells]
 
 
 def _execute(args: argparse.Namespace, run_dir: Path, meta: RunManifest, cells: list[Cell],

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -95,6 +96,17 @@ def cell_processes(marker: str) -> list[int]:
     return pids
 
 
+# A small real run: the no-op cell and JAX cells only (seconds each).
+JAX_RUN = ["--frameworks", "jax", "--workloads", "mlp,cnn", "--tiers", "identical", "--modes",
+           "compiled", "--scenarios", "train", "--quick", "--steady-seconds", "0.2"]
+
+
+def start_cli(args: list[str], cwd: Path, **popen: Any) -> subprocess.Popen:
+    """`framebench ARGS` started in the background, as a user's shell would."""
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=cwd, env=_env(),
+                            **popen)
+
+
 def test_a_run_killed_with_sigkill_resumes_to_the_same_cells(tmp_path: Path) -> None:
     """SIGKILL to the runner half-way (nothing can be written then): its cell processes die
     with it, and --resume runs the unfinished cells only, in the run's own settings, to the
@@ -102,12 +114,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_cells(tmp_path: Path) -> 
     pytest.importorskip("jax")
     from harness.__main__ import make_cells, run_parser
 
-    args = ["--frameworks", "jax", "--workloads", "mlp,cnn", "--tiers", "identical",
-            "--modes", "compiled", "--scenarios", "train", "--quick", "--repeats", "2",
-            "--steady-seconds", "0.2", "--results-dir", "r", "--run-id", "killed"]
+    args = [*JAX_RUN, "--repeats", "2", "--results-dir", "r", "--run-id", "killed"]
     run_dir = tmp_path / "r" / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(run_dir, "cells/*/r*/outcome.json", count=2, timeout_s=300)  # no-op and a real one
     proc.kill()
     proc.wait()
@@ -261,13 +270,10 @@ def test_sigterm_to_the_cli_writes_the_table_and_report_of_what_finished(tmp_pat
     with 128 + 15 after writing the table and the report of what it has, the running cell
     recorded as interrupted; --resume then finishes it."""
     pytest.importorskip("jax")
-    args = ["--frameworks", "jax", "--workloads", "mlp,cnn", "--tiers", "identical",
-            "--modes", "compiled", "--scenarios", "train", "--quick", "--steady-seconds", "0.2",
-            "--results-dir", "r", "--reports-dir", "p", "--run-id", "termed"]
+    args = [*JAX_RUN, "--results-dir", "r", "--reports-dir", "p", "--run-id", "termed"]
     run_dir = tmp_path / "r" / "termed"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = start_cli(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     wait_for(run_dir, "cells/*/r0/outcome.json", count=1, timeout_s=300)  # the no-op cell
     wait_for(run_dir, "cells/mlp-*jax*/r0/cell.json", count=1, timeout_s=300)  # one running
     proc.send_signal(signal.SIGTERM)
