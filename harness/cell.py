@@ -29,6 +29,7 @@ from harness.measure import (
     now_iso,
     nvml_process_bytes,
     peak_rss_bytes,
+    release_free_heap,
     reset_peak_rss,
     set_threads,
 )
@@ -58,6 +59,7 @@ SYNC_CHECK_RATIO = 0.5
 PROBE_S = 0.1             # machine probe per CPU, before the warm-up and after the samples
 PROBE_SETTLE_S = 0.02
 EVALS_PER_BUDGET = 8      # held-out evaluations per training budget, evenly spaced
+EVAL_BATCH_FACTOR = 2     # evaluation batches: 2x the training batch (``eval_batch``)
 
 
 def load_dataset(cell: Cell) -> data.Dataset:
@@ -101,6 +103,7 @@ class CellRun:
         self.dataset: data.Dataset | None = None
         self.steady: list[Any] = []
         self._phase: str | None = None  # the memory phase running (``phase``)
+        self._timed_from = 0.0          # when the timed samples began (``calibrate``)
         self.rewarm_steps = 0
 
     @classmethod
@@ -116,14 +119,20 @@ class CellRun:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        """Peak host memory (and device allocator peak, on GPU) of one phase; evaluations
-        inside it (``held_out``) count in the evaluate phase instead."""
+        """Peak host memory (and device allocator peak, on GPU) and wall time of one phase;
+        evaluations inside it (``held_out``) count in the evaluate phase instead."""
         self._reset_peaks()
         self._phase = name
+        t0, evaluating = clock(), self.record.phase_s.get("evaluate", 0.0)
         yield
         self._phase = None
         self._keep_peaks(name)
+        self.spent(name, clock() - t0 - (self.record.phase_s.get("evaluate", 0.0) - evaluating))
         self.save()
+
+    def spent(self, name: str, seconds: float) -> None:
+        """Add wall seconds to a phase's time (``CellRecord.phase_s``)."""
+        self.record.phase_s[name] = self.record.phase_s.get(name, 0.0) + seconds
 
     def held_out(self, trainer: Any, dataset: data.Dataset) -> dict[str, float]:
         """``evaluate`` during a phase, its memory kept apart: the phase's peaks so far are
@@ -133,8 +142,11 @@ class CellRun:
             return evaluate(trainer, dataset, self.cell)
         self._keep_peaks(phase)
         self._reset_peaks()
+        t0 = clock()
         metrics = evaluate(trainer, dataset, self.cell)
+        self.spent("evaluate", clock() - t0)
         self._keep_peaks("evaluate")
+        release_free_heap()
         self._reset_peaks()
         return metrics
 
@@ -214,6 +226,7 @@ class CellRun:
             r.train_steps, r.final_loss = len(losses), losses[-1]
             with self.phase("evaluate"):  # fixed-size batches; its peaks kept apart
                 metrics = self._evaluate(dataset)
+            release_free_heap()
             evals.append([steps, r.train_s, metrics[c.workload_spec.target.metric]])
             r.seeds = [seed_run(c, c.seed, r.build_s, r.first_step_s, r.compile_cache, evals)]
         self.dataset = dataset
@@ -292,7 +305,9 @@ class CellRun:
             return
         steps = budget_steps(c, self.dataset)
         for seed in range(c.seed + 1, c.seed + c.seeds):
+            t0 = clock()
             self.record.seeds.append(self._train_seed(self.dataset, seed, steps))
+            self.spent("seeds", clock() - t0)
             self.save()
 
     def _train_seed(self, dataset: data.Dataset, seed: int, steps: int) -> dict[str, Any]:
@@ -335,7 +350,7 @@ class CellRun:
     def calibrate(self, in_turns: bool = False) -> tuple[int, int]:
         """Steps per sample K (clock + sync under 1% of a sample), then warm up until the step
         time is stable; returns (K, rounds)."""
-        trainer = self.trainer
+        trainer, t_cal = self.trainer, clock()
         self.timed_sample(len(self.steady))
         idle = []
         for _ in range(100):
@@ -372,11 +387,14 @@ class CellRun:
             k, rounds, overhead, est)
         r.warmup_samples, r.warmup_steps = len(samples), len(samples) * k
         r.warmup_s, r.warmup_stable = clock() - t_start, stable
+        self.spent("warmup", clock() - t_cal)
+        self._timed_from = clock()
         self.save()
         return k, rounds
 
     def finish(self, samples: list[float]) -> None:
         """Record the steady-state samples (seconds per K steps), memory, and the sync check."""
+        self.spent("timed", clock() - self._timed_from)
         self._probe_machine("after")
         r = self.record
         step_s = [s / r.steps_per_sample for s in samples]
@@ -441,10 +459,9 @@ def eval_schedule(steps: int) -> list[int]:
 def evaluate(trainer: Any, dataset: data.Dataset, cell: Cell) -> dict[str, float]:
     """Accuracy (per image, or per predicted token) and, for language models, perplexity on the
     test split, in evaluation behaviour; computed here once for every framework. Batches of
-    the training batch's size: a larger one would leave its memory to the allocator (RSS that
-    the phases after it keep), and the training memory figures would show evaluation's."""
+    EVAL_BATCH_FACTOR times the training batch (``eval_batch``)."""
     workload = cell.workload_spec
-    chunk = cell.batch_size
+    chunk = eval_batch(cell)
     logits = np.concatenate([
         trainer.numpy(trainer.predict(trainer.put(dataset.x_test[i:i + chunk])))
         for i in range(0, len(dataset.x_test), chunk)])
@@ -452,6 +469,16 @@ def evaluate(trainer: Any, dataset: data.Dataset, cell: Cell) -> dict[str, float
     if "perplexity" in workload.metrics:
         out["perplexity"] = float(np.exp(reference.cross_entropy(logits, dataset.y_test)))
     return out
+
+
+def eval_batch(cell: Cell) -> int:
+    """The evaluation's batch. Small batches cost TensorFlow and JAX tens of ms of call
+    overhead each (the transformer's 728 test sequences took TensorFlow 3.0 s at the training
+    batch of 16, 1.5 s at 64; its LSTM's 3.3 s at 32, 1.5 s at 128); larger ones leave memory
+    with the allocator that the phases after them keep in their RSS, even after
+    ``release_free_heap`` (TensorFlow's LSTM: steady phase 848 MB after evaluations at 4x
+    the training batch, 780 MB at 2x and at 1x)."""
+    return cell.batch_size * EVAL_BATCH_FACTOR
 
 
 def seed_run(cell: Cell, seed: int, build_s: float | None, first_step_s: float | None,

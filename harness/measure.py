@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import re
@@ -39,6 +40,16 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``): memory that a
+    finished phase freed but the allocator kept would otherwise count in the RSS of every phase
+    after it. Does nothing where glibc is not the allocator."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def set_threads(threads: int) -> dict[str, object]:

@@ -157,6 +157,9 @@ class CellRecord:
     # memory
     phase_peak_rss_bytes: dict[str, int | None] = field(default_factory=dict)
     phase_device_peak_bytes: dict[str, int | None] = field(default_factory=dict)
+    # wall seconds per phase (import, build, first_step, train, evaluate: every held-out
+    # evaluation, warmup, timed: the samples with the waits for the others' turns, seeds)
+    phase_s: dict[str, float] = field(default_factory=dict)
     peak_rss_bytes: int | None = None
     nvml_process_bytes: int | None = None
     # the infer scenario (harness.infer): step_samples_s then holds the request times at the

@@ -331,23 +331,24 @@ def test_scenarios_by_default_quick_and_full() -> None:
 
 def test_the_default_suite_spends_its_seeds_on_the_tuned_tier() -> None:
     """By default one process per cell, and three seeds for the tuned tier (the decision's),
-    one for the idiomatic; --seeds or --full give every tier the same, --full a second (warm)
-    process; --quick one of each."""
+    no training budget for the idiomatic (timed only); --seeds or --full give every tier the
+    same, --full a second (warm) process; --quick one of each."""
     from harness.__main__ import make_cells, run_parser
 
     def train(*argv: str) -> dict[tuple[str, int], int]:
         made = make_cells(run_parser().parse_args(["--workloads", "mlp", "--scenarios",
                                                    "train", *argv]))[1:]
         counts: dict[tuple[str, int], int] = {}
-        for c in made:  # (tier, repeat): seeds, the same for every framework
-            counts[(c.tier, c.repeat)] = c.seeds
+        for c in made:  # (tier, repeat): seeds (0: no budget), the same for every framework
+            counts[(c.tier, c.repeat)] = c.seeds if c.train else 0
         return counts
 
-    assert train() == {("idiomatic", 0): 1, ("tuned", 0): 3}
+    assert train() == {("idiomatic", 0): 0, ("tuned", 0): 3}
+    assert train("--tiers", "identical")[("identical", 0)] == 1  # the equivalence certificate
     assert train("--seeds", "5", "--repeats", "2") == {
-        ("idiomatic", 0): 5, ("tuned", 0): 5, ("idiomatic", 1): 1, ("tuned", 1): 1}
+        ("idiomatic", 0): 5, ("tuned", 0): 5, ("idiomatic", 1): 0, ("tuned", 1): 0}
     assert train("--quick") == {("idiomatic", 0): 1, ("tuned", 0): 1}
-    assert train("--full")[("identical", 1)] == 1 and train("--full")[("idiomatic", 0)] == 3
+    assert train("--full")[("identical", 1)] == 0 and train("--full")[("idiomatic", 0)] == 3
 
 
 def test_readme_documents_the_schema_and_test_command() -> None:
