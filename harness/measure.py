@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -46,10 +47,8 @@ def release_free_heap() -> None:
     """Give the C heap's free pages back to the system (glibc ``malloc_trim``): memory that a
     finished phase freed but the allocator kept would otherwise count in the RSS of every phase
     after it. Does nothing where glibc is not the allocator."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def set_threads(threads: int) -> dict[str, object]:

@@ -217,3 +217,27 @@ def test_large_sizes_build_and_step(framework: str, workload: str, size: str,
     trainer = trainer_for(framework, workload, spec=spec)
     got = float(trainer.numpy(trainer.step(trainer.put(x, y))))
     assert abs(got - want) < 1e-4 * want
+
+
+def test_tensorflow_is_imported_without_scikit_learn_which_stays_installed() -> None:
+    """Keras imports scikit-learn (and SciPy) for a wrapper no cell uses; framebench installs
+    it only for the digits file. The backend's import hides it, and afterwards it is
+    importable again and the digits still load."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("sklearn")
+    code = """
+import sys
+from harness.backends import load
+from harness import data
+load("tensorflow")
+hidden = "sklearn" not in sys.modules and "scipy.stats" not in sys.modules
+assert len(data.load("digits", None, seed=0).x_train) > 1000
+import sklearn
+print(hidden, sklearn.__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "sklearn"]

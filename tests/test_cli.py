@@ -193,13 +193,13 @@ def test_end_to_end_run(small_run: Path) -> None:
     assert ratios["level"].eq(1 - 0.05 / m).all() and speedups["level"].eq(1 - 0.05 / m).all()
     assert set(ratios["verdict"]) <= {"faster", "slower", "equivalent", "inconclusive"}
     assert ((ratios["ci_low"] <= ratios["ratio"]) & (ratios["ratio"] <= ratios["ci_high"])).all()
-    # time to target: three seeds per training cell, the first cold, each on the evaluation
+    # time to target: two seeds per training cell, the first cold, each on the evaluation
     # schedule (a fifth of the budget may not reach the target: a miss is a row, not a gap)
     accuracy = pd.read_parquet(run_dir / "accuracy.parquet")
     by_cell = accuracy.sort_values("seed").groupby("cell_id")
-    assert all(seeds == [0, 1, 2] for seeds in by_cell["seed"].apply(list))
+    assert all(seeds == [0, 1] for seeds in by_cell["seed"].apply(list))
     assert set(accuracy["cell_id"]) == set(real["cell_id"])
-    assert all(c == ["cold", "warm", "warm"] for c in by_cell["compile_cache"].apply(list))
+    assert all(c == ["cold", "warm"] for c in by_cell["compile_cache"].apply(list))
     assert accuracy["error"].isna().all() and accuracy["evals"].notna().all()
     assert (accuracy["met"] == accuracy["time_to_target_s"].notna()).all()
     for evals in accuracy["evals"].map(json.loads):

@@ -12,6 +12,7 @@ trainer of each tier (``TIERS``).
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
@@ -52,6 +53,9 @@ class BackendInfo:
     idiomatic_default: tuple[tuple[str, str], ...] = ()  # (device, mode) its tutorials use
     debug_modes: tuple[str, ...] = ()    # nobody trains this way: kept out of verdicts and tuning
     variants: tuple[Variant, ...] = ()   # the tuned tier's search space
+    # optional packages the framework's import would pull in for features no cell uses, and
+    # that framebench installs for its own reasons: hidden from that import (``load``)
+    import_hides: tuple[str, ...] = ()
 
     def tier_modes(self, tier: str) -> tuple[str, ...]:
         if tier == "idiomatic":
@@ -104,6 +108,11 @@ BACKENDS: dict[str, BackendInfo] = {
         idiomatic=("graph", "compiled"),
         # Keras's jit_compile="auto" turns XLA off on a machine without an accelerator
         idiomatic_default=(("cpu", "graph"), ("cuda", "compiled")),
+        # `import tensorflow` imports Keras, whose scikit-learn wrapper imports scikit-learn
+        # (and SciPy) when installed: 1.2 s of a 5.5 s import here. framebench installs it only
+        # for the digits file, read without importing it; the import is timed as a TensorFlow
+        # user without scikit-learn pays it.
+        import_hides=("sklearn",),
         variants=(
             Variant("eager-fused-adam", "eager", "the identical step with the fused "
                     "ResourceApplyAdam kernel (epsilon scaled per step to the torch/optax "
@@ -267,8 +276,16 @@ class Trainer(Protocol):
 
 
 def load(framework: str) -> ModuleType:
-    """Import a backend module (and with it its framework)."""
-    return importlib.import_module(BACKENDS[framework].module)
+    """Import a backend module (and with it its framework), its ``import_hides`` made
+    unimportable meanwhile (an optional import then takes its ImportError path)."""
+    b = BACKENDS[framework]
+    hidden = [name for name in b.import_hides if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(hidden))  # None: "import name" raises ImportError
+    try:
+        return importlib.import_module(b.module)
+    finally:
+        for name in hidden:
+            del sys.modules[name]
 
 
 def check_build(framework: str, tier: str, mode: str, variant: str = "",
