@@ -62,8 +62,8 @@ DEFAULT_TIERS = ("idiomatic", "tuned")  # --full adds the identical tier (every 
 DECISION_TIER = "tuned"
 # Tiers whose training cells the default suite times without a training budget (no time to
 # target, no end-of-budget metric): the idiomatic figures it needs are the step time and the
-# tuned/idiomatic speed-up. The identical tier keeps its budget (its loss curves are the
-# equivalence certificate). --seeds, --quick and --full train every tier's budget.
+# tuned/idiomatic speed-up. Tiers named with --tiers, --seeds, --quick and --full train every
+# tier's budget.
 TIMED_ONLY_TIERS = ("idiomatic",)
 DEFAULT_SEEDS = 3           # the tuned tier's seeds (time to target); 1 with --quick
 DEFAULT_INFER_PATHS = ("export",)   # each framework's deployable artifact; --full: every path
@@ -227,8 +227,8 @@ def run_parser() -> argparse.ArgumentParser:
                    help="training budgets per cell, from --seed, --seed + 1, ..., each timed to "
                    "the workload's target on held-out data (the accuracy scenario), in the "
                    f"cell's first process (default: {DEFAULT_SEEDS} for the {DECISION_TIER} "
-                   f"tier, none for the {', '.join(TIMED_ONLY_TIERS)} tier (timed only) and 1 "
-                   "for the others unless --full; 1 with --quick)")
+                   f"tier, none for the {', '.join(TIMED_ONLY_TIERS)} tier (timed only) unless "
+                   "--tiers names it, and 1 for the others unless --full; 1 with --quick)")
     p.add_argument("--threads", type=_number("--threads", int, 0, default_threads()), default=0,
                    help="CPUs each cell may use, the same for every framework (default: all "
                    f"{default_threads()} of this process's affinity mask)")
@@ -450,7 +450,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
             if cell.scenario == "infer" and r >= (args.repeats or 1):
                 continue  # by default one process per infer cell (cold caches)
             train = r == 0 and cell.scenario == "train" and (
-                cell.tier not in TIMED_ONLY_TIERS or args.seeds or every_tier)
+                cell.tier not in TIMED_ONLY_TIERS or args.tiers or args.seeds or every_tier)
             cells.append(replace(cell, repeat=r, train=train, seeds=seeds if train and (
                 cell.tier == DECISION_TIER or args.seeds or every_tier) else 1))
     return cells
