@@ -146,7 +146,6 @@ class CellRun:
         metrics = evaluate(trainer, dataset, self.cell)
         self.spent("evaluate", clock() - t0)
         self._keep_peaks("evaluate")
-        release_free_heap()
         self._reset_peaks()
         return metrics
 
@@ -226,7 +225,6 @@ class CellRun:
             r.train_steps, r.final_loss = len(losses), losses[-1]
             with self.phase("evaluate"):  # fixed-size batches; its peaks kept apart
                 metrics = self._evaluate(dataset)
-            release_free_heap()
             evals.append([steps, r.train_s, metrics[c.workload_spec.target.metric]])
             r.seeds = [seed_run(c, c.seed, r.build_s, r.first_step_s, r.compile_cache, evals)]
         self.dataset = dataset
@@ -459,7 +457,8 @@ def eval_schedule(steps: int) -> list[int]:
 def evaluate(trainer: Any, dataset: data.Dataset, cell: Cell) -> dict[str, float]:
     """Accuracy (per image, or per predicted token) and, for language models, perplexity on the
     test split, in evaluation behaviour; computed here once for every framework. Batches of
-    EVAL_BATCH_FACTOR times the training batch (``eval_batch``)."""
+    EVAL_BATCH_FACTOR times the training batch (``eval_batch``); the C heap's freed pages are
+    returned afterwards."""
     workload = cell.workload_spec
     chunk = eval_batch(cell)
     logits = np.concatenate([
@@ -468,6 +467,7 @@ def evaluate(trainer: Any, dataset: data.Dataset, cell: Cell) -> dict[str, float
     out = {"accuracy": float((logits.argmax(axis=-1) == dataset.y_test).mean())}
     if "perplexity" in workload.metrics:
         out["perplexity"] = float(np.exp(reference.cross_entropy(logits, dataset.y_test)))
+    release_free_heap()  # the peak stays in VmHWM; the phases after it do not carry the rest
     return out
 
 

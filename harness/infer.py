@@ -125,8 +125,9 @@ class InferRun(CellRun):
         else:
             count = max(MIN_THROUGHPUT_REQUESTS, int(self.cell.steady_seconds / per_request))
             self.record.warmup_stable = bool(self.record.warmup_stable and stable)
-        self.record.warmup_s = (self.record.warmup_s or 0.0) + clock() - t_start
-        self.spent("warmup", clock() - t_start)
+        elapsed = clock() - t_start
+        self.record.warmup_s = (self.record.warmup_s or 0.0) + elapsed
+        self.spent("warmup", elapsed)
         self.save()
         return request, count
 
