@@ -29,10 +29,16 @@ def test_host_info_has_provenance() -> None:
 
 
 def test_vmhwm_reset_gives_a_peak_per_phase() -> None:
+    import mmap
+
     from harness.measure import reset_peak_rss
 
-    spike = np.ones(300 * 2**20 // 8)  # 300 MiB touched
-    del spike
+    # 300 MiB touched, then unmapped: an anonymous mapping of its own, so the C heap's state
+    # (what earlier tests freed or trimmed) cannot keep it resident
+    spike = mmap.mmap(-1, 300 * 2**20)
+    for i in range(0, len(spike), mmap.PAGESIZE):
+        spike[i] = 1
+    spike.close()
     high = peak_rss_bytes()
     assert reset_peak_rss()
     after = peak_rss_bytes()
