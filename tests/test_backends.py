@@ -219,10 +219,11 @@ def test_large_sizes_build_and_step(framework: str, workload: str, size: str,
     assert abs(got - want) < 1e-4 * want
 
 
-def test_tensorflow_is_imported_without_scikit_learn_which_stays_installed() -> None:
-    """Keras imports scikit-learn (and SciPy) for a wrapper no cell uses; framebench installs
-    it only for the digits file. The backend's import hides it, and afterwards it is
-    importable again and the digits still load."""
+def test_tensorflow_is_imported_without_scikit_learn_or_pandas_which_stay_installed() -> None:
+    """Keras imports scikit-learn (and SciPy) for a wrapper no cell uses, and pandas for its
+    array adapters; framebench installs them for the digits file and its tables. The
+    backend's import hides them, and afterwards they are importable again and the digits
+    still load."""
     import subprocess
     import sys
 
@@ -233,11 +234,11 @@ import sys
 from harness.backends import load
 from harness import data
 load("tensorflow")
-hidden = "sklearn" not in sys.modules and "scipy.stats" not in sys.modules
+hidden = not {"sklearn", "scipy.stats", "pandas"} & set(sys.modules)
 assert len(data.load("digits", None, seed=0).x_train) > 1000
-import sklearn
-print(hidden, sklearn.__name__)
+import sklearn, pandas
+print(hidden, sklearn.__name__, pandas.__name__)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "sklearn"]
+    assert done.stdout.split() == ["True", "sklearn", "pandas"]

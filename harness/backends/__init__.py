@@ -109,10 +109,11 @@ BACKENDS: dict[str, BackendInfo] = {
         # Keras's jit_compile="auto" turns XLA off on a machine without an accelerator
         idiomatic_default=(("cpu", "graph"), ("cuda", "compiled")),
         # `import tensorflow` imports Keras, whose scikit-learn wrapper imports scikit-learn
-        # (and SciPy) when installed: 1.2 s of a 5.5 s import here. framebench installs it only
-        # for the digits file, read without importing it; the import is timed as a TensorFlow
-        # user without scikit-learn pays it.
-        import_hides=("sklearn",),
+        # (and SciPy) when installed: 1.2 s of a 5.5 s import here; its array adapters import
+        # pandas (0.6 s). framebench installs scikit-learn only for the digits file, read
+        # without importing it, and pandas for its tables, which no cell process builds; the
+        # import is timed as a TensorFlow user without either pays it.
+        import_hides=("sklearn", "pandas"),
         variants=(
             Variant("eager-fused-adam", "eager", "the identical step with the fused "
                     "ResourceApplyAdam kernel (epsilon scaled per step to the torch/optax "
