@@ -1,4 +1,5 @@
-"""Sessions: tests (default), lint, bench (every framework, each in its own venv), report."""
+"""Sessions: tests (default), lint, bench (every framework, each in its own venv), gpu (the
+GPU verification), report, compare."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ nox.options.reuse_venv = "yes"  # the framework venvs are large; reuse them betw
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit and integration tests (all three frameworks in one venv, to compare them)."""
-    session.install("-e", ".[torch,tensorflow,jax,test]")
+    session.install("-e", ".[torch,tensorflow,jax,ray,test]")
     session.run("pytest", *session.posargs)
 
 
@@ -62,6 +63,19 @@ def bench(session: nox.Session) -> None:
                         "--install-only", external=True)
             pythons += ["--python", f"{fw}=.nox/bench-{fw}/bin/python"]
     session.run("python", "-m", "harness", *command, *pythons, *args)
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """The GPU verification (harness.gpucheck): every CUDA path on the NVIDIA GPUs here, each
+    framework in its bench venv with its CUDA wheels; exit 2 where there is no GPU."""
+    session.install("-e", ".")
+    pythons: list[str] = []
+    for fw in FRAMEWORKS:
+        session.run(sys.executable, "-m", "nox", "-f", __file__, "-s", f"bench-{fw}",
+                    "--install-only", external=True, env={"FRAMEBENCH_CUDA": "1"})
+        pythons += ["--python", f"{fw}=.nox/bench-{fw}/bin/python"]
+    session.run("python", "-m", "harness.gpucheck", *pythons, *session.posargs)
 
 
 @nox.session

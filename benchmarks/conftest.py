@@ -10,9 +10,19 @@ import sys
 
 import pytest
 
-from harness.cell import CELL_ENV
+from harness.cell import CELL_ENV, out_dir
+from harness.spec import Cell
 
 _exit_status: list[int] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A data-parallel cell's other ranks keep their pytest-benchmark JSON in their own folder
+    (``harness.cell.out_dir``)."""
+    if CELL_ENV in os.environ and config.getoption("benchmark_json", None):
+        config.option.benchmark_json = out_dir(Cell.from_json(os.environ[CELL_ENV])) \
+            / "benchmark.json"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -17,7 +17,9 @@ import sys
 import tempfile
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from types import ModuleType
 
 from harness import results, runner, tune
 from harness.backends import ALL_MODES, BACKENDS, FRAMEWORKS, SELF_CHECK, TIERS
@@ -100,6 +102,7 @@ def _choice(kind: str, valid: tuple[str, ...]):  # noqa: ANN202 - argparse type 
 
 
 MAX_BATCH = 2**24  # a batch size beyond this is a typo, not a benchmark
+MAX_REPLICAS = 1024  # devices per data-parallel cell
 
 
 def _number(kind: str, convert: type, low: float, high: float,
@@ -121,14 +124,18 @@ def _number(kind: str, convert: type, low: float, high: float,
     return parse
 
 
-def _ints(text: str) -> list[int]:
-    one = _number("a batch size", int, 1, MAX_BATCH)
+def _ints(text: str, what: str = "batch size", most: int = MAX_BATCH) -> list[int]:
+    one = _number(f"a {what}", int, 1, most)
     values = [one(v.strip()) for v in text.split(",") if v.strip()]
     if not values:
-        raise argparse.ArgumentTypeError(f"no batch size given, got {text!r}")
+        raise argparse.ArgumentTypeError(f"no {what} given, got {text!r}")
     if len(set(values)) < len(values):
-        raise argparse.ArgumentTypeError(f"batch sizes must differ, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{what}s must differ, got {text!r}")
     return values
+
+
+def _replicas(text: str) -> list[int]:
+    return _ints(text, "replica count", MAX_REPLICAS)
 
 
 def _memory(text: str) -> int:
@@ -197,6 +204,12 @@ def run_parser() -> argparse.ArgumentParser:
                    help="comma list of batch sizes, for training and for inference throughput "
                    "(default: each workload's own: training 32, inference "
                    f"{max(w.infer_batch_size for w in WORKLOADS.values())} or less)")
+    p.add_argument("--replicas", type=_replicas, default=[1],
+                   help="comma list of device counts for data-parallel training cells "
+                   "(identical tier, train scenario; batch sizes are per replica): "
+                   + "; ".join(f"{fw}: {b.parallel}, modes {', '.join(b.parallel_modes)}"
+                               for fw, b in FRAMEWORKS.items())
+                   + ". A CPU's replicas share its cores (default: 1)")
     p.add_argument("--dataset", type=_names("dataset", tuple(DATASETS)), default=[],
                    help="comma list, at most one image and one text dataset, each used by the "
                    "workloads of its kind: " + ", ".join(f"{n} ({k})" for n, k in DATASETS.items())
@@ -254,6 +267,15 @@ def run_parser() -> argparse.ArgumentParser:
                    "by the kernel (a memory cgroup per process: needs root or a delegated "
                    "cgroup); a cell that exceeds it is recorded as out of memory with the peak "
                    "it reached, and the run goes on (default: no cap)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local (default): the cells one after another on this machine; ray: "
+                   "each comparison group, cell or largest-batch search as a Ray task on a "
+                   "node of a cluster (pip install 'framebench[ray]'; every node with this "
+                   "checkout at the same path and the --python interpreters; see README, "
+                   "Several machines)")
+    p.add_argument("--address", default=None,
+                   help="--executor ray: the cluster's address (ray://HOST:10001 or HOST:6379; "
+                   "default: a local cluster)")
     p.add_argument("--timeout", type=_number("--timeout", float, 0, 7 * 86400, above=True),
                    default=900.0, help="seconds before a cell is "
                    "killed and recorded as failed (default: 900)")
@@ -318,9 +340,12 @@ def _check_fits(cells: list[Cell]) -> None:
     training memory against the memory the device has free)."""
     for cell in {replace(c, framework="", mode=""): c for c in cells}.values():
         available = device_memory_bytes(cell.device)
-        need = _train_bytes(cell, cell.size_name)
+        # on a CPU the replicas of a data-parallel cell share the host's memory
+        share = cell.replicas if cell.device == "cpu" else 1
+        need = _train_bytes(cell, cell.size_name) * share
         if available is not None and need > available:
-            fits = [s for s in cell.workload_spec.sizes if _train_bytes(cell, s) <= available]
+            fits = [s for s in cell.workload_spec.sizes
+                    if _train_bytes(cell, s) * share <= available]
             raise SystemExit(
                 f"framebench: size {cell.size_name!r} of {cell.workload} needs at least "
                 f"{need / 2**30:.1f} GiB to train at batch {cell.batch_size}, more than the "
@@ -427,6 +452,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
             + "; ".join(f"{fw}: {', '.join(b.modes)}" for fw, b in FRAMEWORKS.items())
             + "; (idiomatic tier): "
             + "; ".join(f"{fw}: {', '.join(b.idiomatic)}" for fw, b in FRAMEWORKS.items()))
+    base = with_replicas(base, args.replicas)
     _check_fits(base)
     scenarios = args.scenarios or (["train", "infer"] if args.quick else list(SCENARIOS))
     base += infer_cells(args, tiers, sizes, datasets, common) if "infer" in scenarios else []
@@ -440,7 +466,7 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
     base = [replace(c, precision=p) for c in base for p in args.precision]
     first = base[0]
     noop = replace(first, framework=SELF_CHECK, mode="eager", tier="identical", epochs=1,
-                   steady_seconds=1.0, scenario="train")
+                   steady_seconds=1.0, scenario="train", replicas=1)
     every_tier = args.full or args.quick
     cells = [noop]
     for r in range(repeats):
@@ -454,6 +480,24 @@ def make_cells(args: argparse.Namespace) -> list[Cell]:
             cells.append(replace(cell, repeat=r, train=train, seeds=seeds if train and (
                 cell.tier == DECISION_TIER or args.seeds or every_tier) else 1))
     return cells
+
+
+def with_replicas(cells: list[Cell], replicas: list[int]) -> list[Cell]:
+    """Each identical-tier training cell once per replica count (in a mode the framework's
+    data-parallel trainer has, for counts above 1); the other tiers' cells on one device."""
+    out = []
+    for cell in cells:
+        if cell.tier != "identical":
+            out.append(cell)
+            continue
+        out += [replace(cell, replicas=n) for n in replicas
+                if n == 1 or cell.mode in BACKENDS[cell.framework].parallel_modes]
+    if any(n > 1 for n in replicas) and not any(c.replicas > 1 for c in out):
+        raise SystemExit(
+            "framebench: no data-parallel cell to run: --replicas runs the identical tier "
+            "(add --tiers identical) in the modes "
+            + "; ".join(f"{fw}: {', '.join(b.parallel_modes)}" for fw, b in FRAMEWORKS.items()))
+    return out
 
 
 def infer_cells(args: argparse.Namespace, tiers: list[str], sizes: dict[str, str],
@@ -502,6 +546,9 @@ def run(argv: list[str]) -> int:
     from harness import ui
 
     args = run_parser().parse_args(argv)
+    if args.address and args.executor != "ray":
+        raise SystemExit("framebench: --address names a Ray cluster: give it with "
+                         "--executor ray")
     if args.resume:
         run_dir, args = _resumed(args, argv)
         with RunLock(run_dir):
@@ -548,6 +595,9 @@ def _plan(args: argparse.Namespace, cells: list[Cell], run_dir: Path,
     from harness import ui
 
     pythons = dict(args.python)
+    if args.executor == "ray" and not meta.nodes:
+        meta.nodes = _ray().node_facts(args.address, cells, _ray().absolute(pythons))
+        meta.save(run_dir)
     if not meta.device_peaks:
         meta.device_peaks = ui.measure_peaks(cells, pythons)
         cpu = meta.device_peaks.get("cpu-fp32", {})  # the old single-peak fields, for old readers
@@ -569,10 +619,12 @@ def _execute(args: argparse.Namespace, run_dir: Path, meta: RunManifest, cells: 
              plan: RunPlan, finished: dict) -> int:
     """Run the plan's cells (those not ``finished``), then write the tables and the report of
     everything the run folder holds."""
-    from harness import report, ui
+    from harness import ui
 
+    executor = partial(_ray().run_cells, address=args.address) \
+        if args.executor == "ray" else None
     outcomes = ui.run_with_progress(cells, run_dir, dict(args.python), args.timeout,
-                                    plan.refused, plan.alone, finished)
+                                    plan.refused, plan.alone, finished, executor)
     meta.ended = now_iso()
     stopped = next((o for o in outcomes if o.status == "interrupted"), None)
     meta.interrupted = stopped is not None
@@ -581,7 +633,7 @@ def _execute(args: argparse.Namespace, run_dir: Path, meta: RunManifest, cells: 
                               if o.record.framework_info}}
     meta.save(run_dir)
     tables = results.write(run_dir)
-    path = report.render(run_dir, args.reports_dir)
+    path = render_report(run_dir, args.reports_dir)
     ui.print_summary(tables["summary"], run_dir, path, tables["accuracy"])
     if stopped is not None:
         ui.console.print(f"{stopped.reason}: finish it with `framebench --resume "
@@ -589,6 +641,27 @@ def _execute(args: argparse.Namespace, run_dir: Path, meta: RunManifest, cells: 
         name = (stopped.reason or "").removeprefix("interrupted (").rstrip(")")
         return 128 + getattr(signal.Signals, name, signal.SIGINT).value
     return 0
+
+
+def _ray() -> ModuleType:
+    """harness.launch.ray, or a clear error where Ray is not installed."""
+    try:
+        from harness.launch import ray
+    except ImportError as exc:
+        raise SystemExit(f"framebench: --executor ray needs Ray ({exc}); pip install "
+                         "'framebench[ray]'") from None
+    return ray
+
+
+def render_report(run_dir: Path, reports_dir: Path) -> Path | str:
+    """The run's HTML report; where its packages are missing (a GPU machine's own Python,
+    ``harness.gpucheck``), why it was not rendered: the tables are written regardless."""
+    try:
+        from harness import report
+    except ImportError as exc:
+        return (f"not rendered: {exc.name} is not installed (the tables are in {run_dir}; "
+                f"`framebench report {run_dir.name}` renders it where it is)")
+    return report.render(run_dir, reports_dir)
 
 
 RESUME_OPTIONS = ("--resume", "--results-dir", "--reports-dir", "--python")

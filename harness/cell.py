@@ -87,9 +87,17 @@ def make_spec(cell: Cell, dataset: data.Dataset, seed: int | None = None) -> bac
                          budget_steps(cell, dataset))
 
 
+def out_dir(cell: Cell) -> Path:
+    """The cell process's folder ($FRAMEBENCH_OUT). Each rank of a data-parallel cell of one
+    process per replica (torchrun's $RANK) runs the cell: rank 0 writes the cell's record,
+    the others theirs in ``rank<N>/`` inside it."""
+    out, rank = Path(os.environ[OUT_ENV]), os.environ.get("RANK", "0")
+    return out if cell.replicas == 1 or rank == "0" else out / f"rank{rank}"
+
+
 def budget_steps(cell: Cell, dataset: data.Dataset) -> int:
     """Training steps in the budget: epochs (possibly fractional) of whole batches."""
-    return max(1, round(cell.epochs * (len(dataset.x_train) // cell.batch_size)))
+    return max(1, round(cell.epochs * (len(dataset.x_train) // cell.global_batch)))
 
 
 class CellRun:
@@ -108,7 +116,8 @@ class CellRun:
 
     @classmethod
     def from_env(cls) -> CellRun:
-        return cls(Cell.from_json(os.environ[CELL_ENV]), os.environ[OUT_ENV])
+        cell = Cell.from_json(os.environ[CELL_ENV])
+        return cls(cell, out_dir(cell))
 
     def save(self) -> None:
         self.record.save(self.out / "cell.json")
@@ -169,12 +178,14 @@ class CellRun:
         the model: what every scenario does first. Returns (backend, dataset, spec)."""
         c, r = self.cell, self.record
         w = c.workload_spec
-        r.threads = set_threads(c.threads)  # before the framework loads
+        rank = int(os.environ.get("LOCAL_RANK", "0")) if c.processes > 1 else 0
+        # before the framework loads; each process of a data-parallel cell on its own CPUs
+        r.threads = set_threads(c.process_threads, rank * c.process_threads)
         with self.phase("import"):
             t0 = clock()
             backend = backends.load(c.framework)
             r.import_s = clock() - t0
-        r.settings = backend.configure(c.device, c.precision, c.threads)
+        r.settings = backend.configure(c.device, c.precision, c.process_threads)
         self.backend = backend
         r.framework_info = backend.info()
 
@@ -184,16 +195,16 @@ class CellRun:
         r.dataset, r.data_source, r.data_sha256 = dataset.name, dataset.source, dataset.sha256
         r.dataset_train_size, r.dataset_test_size = len(dataset.x_train), len(dataset.x_test)
         r.input_shape, r.unit = list(shape), w.unit
-        r.items_per_step = c.batch_size * w.items_per_example(shape)
+        r.items_per_step = c.global_batch * w.items_per_example(shape)
         r.param_count = graph.param_count(spec.model, shape)
-        r.inference_flops = inference_flops(spec.model, shape, c.batch_size)
+        r.inference_flops = inference_flops(spec.model, shape, c.global_batch)
         return backend, dataset, spec
 
     def open_trainer(self) -> tuple[data.Dataset, backends.Spec]:
         """``open``, then the build phase: the cell's trainer, its FLOPs and its manifest."""
         c, r = self.cell, self.record
         backend, dataset, spec = self.open()
-        r.train_step_flops = train_step_flops(spec.model, dataset.input_shape, c.batch_size)
+        r.train_step_flops = train_step_flops(spec.model, dataset.input_shape, c.global_batch)
         with self.phase("build"):
             t0 = clock()
             self.trainer = build(backend, spec, c)
@@ -230,7 +241,7 @@ class CellRun:
         self.dataset = dataset
         r.losses = losses
         self.steady = [trainer.put(x, y) for x, y in
-                       _take(data.batches(dataset.x_train, dataset.y_train, c.batch_size,
+                       _take(data.batches(dataset.x_train, dataset.y_train, c.global_batch,
                                           epoch=math.ceil(c.epochs), seed=c.seed),
                              STEADY_BATCHES)]
         self.save()
@@ -241,7 +252,7 @@ class CellRun:
         c = self.cell
         epoch = 0
         while True:
-            for batch in data.batches(dataset.x_train, dataset.y_train, c.batch_size, epoch,
+            for batch in data.batches(dataset.x_train, dataset.y_train, c.global_batch, epoch,
                                       seed):
                 if steps == 0:
                     return
@@ -357,29 +368,29 @@ class CellRun:
             idle.append(clock() - t0)
         overhead = float(np.median(idle)) + _clock_cost()
         single, t0 = [], clock()
-        while clock() - t0 < 0.2 or len(single) < 3:
+        while agree(trainer, clock() - t0 < 0.2 or len(single) < 3):
             single.append(self.time_sample(1))
         # the median: one slow moment of the machine must not shrink K
         est = max(float(np.median(single)) - overhead, 1e-9)
-        k = steps_per_sample(trainer, est, overhead)
+        k = agree(trainer, steps_per_sample(trainer, est, overhead))
         self._probe_machine("before")
 
         reset_peak_rss()  # the "steady" memory phase: warm-up and timed samples
         trainer.reset_device_peak()
         t_start, samples, stable = clock(), [], False
-        while clock() - t_start < WARMUP_MAX_S:
+        while agree(trainer, clock() - t_start < WARMUP_MAX_S):
             samples.append(self.time_sample(k))
             if len(samples) >= 2 * WARMUP_WINDOW:
                 before = np.median(samples[-2 * WARMUP_WINDOW:-WARMUP_WINDOW])
                 now = np.median(samples[-WARMUP_WINDOW:])
-                if abs(now - before) <= WARMUP_TOLERANCE * before:
+                if agree(trainer, abs(now - before) <= WARMUP_TOLERANCE * before):
                     stable = True
                     break
         per_sample = float(np.median(samples[-WARMUP_WINDOW:]))
-        self.rewarm_steps = max(k, math.ceil(REWARM_S * k / per_sample))
+        self.rewarm_steps = agree(trainer, max(k, math.ceil(REWARM_S * k / per_sample)))
         # --steady-seconds covers each turn's untimed re-warm too, where the cell takes turns
         per_turn = per_sample + (REWARM_S if in_turns else 0.0)
-        rounds = max(MIN_ROUNDS, int(self.cell.steady_seconds / per_turn))
+        rounds = agree(trainer, max(MIN_ROUNDS, int(self.cell.steady_seconds / per_turn)))
         r = self.record
         r.steps_per_sample, r.rounds, r.sync_overhead_s, r.calibration_step_s = (
             k, rounds, overhead, est)
@@ -429,7 +440,10 @@ def training_peak(phase_peaks: dict[str, int | None]) -> int | None:
 
 def build(backend: Any, spec: backends.Spec, cell: Cell) -> Any:
     """The cell's trainer. A tuned cell whose search chose the identical or idiomatic step
-    builds that tier's trainer."""
+    builds that tier's trainer; a cell on several replicas, the backend's data-parallel one."""
+    if cell.replicas > 1:
+        return backends.load_parallel(cell.framework).build(
+            spec, cell.mode, cell.device, cell.precision, cell.replicas)
     tier, variant = cell.tier, cell.variant
     if tier == "tuned" and variant in backends.TIERS:
         tier, variant = variant, ""
@@ -504,6 +518,13 @@ def run_steps(trainer: Any, placed: list[Any], k: int) -> None:
         trainer.step(placed[i % len(placed)])
 
 
+def agree(trainer: Any, value: int | bool) -> int:
+    """A decision taken from this process's clock, made the same in every process of the
+    cell: a data-parallel trainer of one process per replica (torch DDP) takes rank 0's, or
+    its ranks would run different numbers of steps and wait on each other for ever."""
+    return trainer.agree(int(value)) if hasattr(trainer, "agree") else int(value)
+
+
 def steps_per_sample(trainer: Any, step_s: float, overhead_s: float) -> int:
     """K: clock + sync under 1% of a sample, and a sample at least MIN_SAMPLE_S long (or the
     trainer's own floor, where each sample carries a fixed cost)."""
@@ -521,7 +542,7 @@ def sync_check(trainer: Any, batches: list[Any], step_s: float) -> dict[str, Any
     """Does ``sync`` wait for the work? Time N steps three ways: issue only; issue then sync;
     issue then copy every parameter to the host (which must wait). A sync that returns early
     looks like 'issue only' and far faster than the copy; the copy's own cost is subtracted."""
-    n = max(1, math.ceil(SYNC_CHECK_S / max(step_s, 1e-9)))
+    n = agree(trainer, max(1, math.ceil(SYNC_CHECK_S / max(step_s, 1e-9))))
 
     def timed(finish: Any) -> float:
         trainer.sync()

@@ -51,15 +51,17 @@ def release_free_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def set_threads(threads: int) -> dict[str, object]:
-    """Pin this process to `threads` CPUs of its affinity mask (0 = all of them), before any
-    framework starts its thread pools; frameworks size their pools from this mask, and the
-    backends also set torch's and TensorFlow's intra-op counts explicitly."""
+def set_threads(threads: int, first: int = 0) -> dict[str, object]:
+    """Pin this process to `threads` CPUs of its affinity mask (0 = all of them) from its
+    `first` on (each process of a data-parallel cell takes its own), before any framework
+    starts its thread pools; frameworks size their pools from this mask, and the backends
+    also set torch's and TensorFlow's intra-op counts explicitly."""
     if not hasattr(os, "sched_getaffinity"):
         return {"threads": threads, "affinity": None}
     mask = sorted(os.sched_getaffinity(0))
     if 0 < threads < len(mask):
-        os.sched_setaffinity(0, mask[:threads])
+        first = first if first + threads <= len(mask) else 0
+        os.sched_setaffinity(0, mask[first:first + threads])
     used = sorted(os.sched_getaffinity(0))
     return {"threads": len(used), "affinity": used}
 

@@ -196,6 +196,7 @@ class Outcome:
     # --memory-cap (harness.limits): the kernel's OOM killer stopped it, and its cgroup's peak
     out_of_memory: bool = False
     memory_peak_bytes: int | None = None
+    node: str | None = None            # the Ray node that ran it (harness.launch.ray); None: here
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -240,6 +241,9 @@ class RunManifest:
     framework_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     interrupted: bool = False
     resumed: list[str] = field(default_factory=list)  # when --resume took it up again
+    # a Ray run (harness.launch.ray.node_facts): node name -> its host facts, machine probe
+    # and Ray resources
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     FILE = "run.json"

@@ -60,12 +60,17 @@ CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "debug_mode": ("boolean", "a mode nobody trains with (JAX op-by-op eager): kept out of "
                    "verdicts and the tuned search"),
     "device": ("string", "cpu | cuda"),
-    "batch_size": ("Int64", "examples per training step (infer: per throughput request)"),
+    "batch_size": ("Int64", "examples per training step (infer: per throughput request); "
+                   "data parallel: per replica"),
+    "replicas": ("Int64", "devices the cell trained on, data parallel with the framework's own "
+                 "mechanism (harness/backends/<fw>/parallel.py); 1: one device"),
     "dataset": ("string", "dataset name"),
     "unit": ("string", "what throughput counts: images | tokens"),
     "precision": ("string", "fp32 | tf32 | bf16 (settings read back are in `settings`)"),
     "status": ("string", "ok | failed | skipped | interrupted"),
     "reason": ("string", "why a cell failed or was skipped (error tail), else empty"),
+    "node": ("string", "the Ray node that ran it (--executor ray: host name and node id; "
+             "its facts and GEMM peaks are in run.json's nodes); empty: this machine"),
     "timing": ("string", "turns (timed in rotation with the cells it is compared with: "
                "harness.turns) | alone: <why> (a debugging mode, the self-check, or no partner)"),
 }
@@ -168,8 +173,8 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "step_ci_low_s": ("Float64", "95% hierarchical bootstrap CI of the median, low end"),
     "step_ci_high_s": ("Float64", "95% hierarchical bootstrap CI of the median, high end"),
     "step_iqr_s": ("Float64", "interquartile range of all samples"),
-    "samples_per_s": ("Float64", "examples (images or sequences) per second: batch_size / "
-                      "step_median_s"),
+    "samples_per_s": ("Float64", "examples (images or sequences) per second: batch_size x "
+                      "replicas / step_median_s"),
     "items_per_s": ("Float64", "throughput in the workload's unit (images/s or tokens/s)"),
     "vs_fastest": ("Float64", "step time / the fastest cell's of the same workload and device"),
     "import_s": ("Float64", "median framework import time"),
@@ -209,7 +214,7 @@ RATIO_SCHEMA: dict[str, tuple[str, str]] = {
     "scenario": ("string", "train | infer (infer: time per request at the throughput batch)"),
     "tier": ("string", ""), "workload": ("string", ""), "size": ("string", ""),
     "device": ("string", ""),
-    "batch_size": ("Int64", ""),
+    "batch_size": ("Int64", ""), "replicas": ("Int64", ""),
     "precision": ("string", "both cells' precision; a reduced precision against the same "
                   "framework's fp32 cell: \"bf16/fp32\" (or tf32/fp32)"),
     "metric": ("string", "what is timed: step (train: a training step) | latency (infer: a "
@@ -238,7 +243,8 @@ SPEEDUP_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run"),
     "scenario": ("string", "train (the tuned tier exists for training only)"),
     "workload": ("string", ""), "size": ("string", ""), "device": ("string", ""),
-    "batch_size": ("Int64", ""), "precision": ("string", ""), "framework": ("string", ""),
+    "batch_size": ("Int64", ""), "replicas": ("Int64", ""), "precision": ("string", ""),
+    "framework": ("string", ""),
     "idiomatic": ("string", "cell id of the idiomatic cell"),
     "tuned": ("string", "cell id of the tuned cell"),
     "variant": ("string", "the variant the tuned cell runs"),
@@ -273,6 +279,26 @@ TUNING_SCHEMA: dict[str, tuple[str, str]] = {
     "vs_identical_ci_high": ("Float64", "95% bootstrap CI, high end"),
     "chosen": ("boolean", "the fastest correct candidate: the tuned tier's configuration"),
     "compile_stats": ("string", "JSON: compile counters after the checked steps"),
+}
+SCALING_SCHEMA: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "the run"),
+    "scenario": ("string", "train"),
+    "framework": ("string", ""), "tier": ("string", ""), "mode": ("string", ""),
+    "workload": ("string", ""), "size": ("string", ""), "device": ("string", ""),
+    "batch_size": ("Int64", "examples per replica per step"), "precision": ("string", ""),
+    "replicas": ("Int64", "devices of the data-parallel cell"),
+    "single": ("string", "cell id of the one-device cell"),
+    "parallel": ("string", "cell id of the data-parallel cell"),
+    "samples_per_s": ("Float64", "the data-parallel cell's throughput (examples/s, all "
+                      "replicas)"),
+    "single_samples_per_s": ("Float64", "the one-device cell's throughput"),
+    "efficiency": ("Float64", "scaling efficiency: throughput at N / (N x throughput at 1) = "
+                   "the one-device step time / the data-parallel step time (1: perfect)"),
+    "ci_low": ("Float64", "bootstrap CI of the efficiency at `level`, low end (the two cells "
+               "are timed apart: resampled independently)"),
+    "ci_high": ("Float64", "its CI, high end"),
+    "level": ("Float64", "the CI's confidence level (0.95: a figure, not a verdict)"),
+    "mechanism": ("string", "the framework's data-parallel mechanism"),
 }
 LARGEST_SCHEMA: dict[str, tuple[str, str]] = {
     "run_id": ("string", "the run"),
@@ -329,7 +355,8 @@ LATENCIES_SCHEMA = {"run_id": "string", "scenario": "string", "cell_id": "string
 PHASES = ("import", "build", "first_step", "train", "evaluate", "steady")
 TRAINING_PHASES = ("build", "first_step", "train", "steady")  # device_peak_bytes: evaluation apart
 SCHEMA_KEY = b"framebench_schema"  # the tables' schema version, in their Parquet metadata
-COMPARISON_KEYS = ["scenario", "tier", "workload", "size", "device", "batch_size", "precision"]
+COMPARISON_KEYS = ["scenario", "tier", "workload", "size", "device", "batch_size", "replicas",
+                   "precision"]
 
 
 def collect(run_dir: Path) -> tuple[pd.DataFrame, ...]:
@@ -351,14 +378,16 @@ def collect(run_dir: Path) -> tuple[pd.DataFrame, ...]:
         step_samples = record.step_samples_s
         device_peaks = [v for p, v in record.phase_device_peak_bytes.items()
                         if v and p in TRAINING_PHASES]
-        peak, sheet = cell_peaks(run, cell.device, cell.precision)
+        peak, sheet = cell_peaks(run, cell.device, cell.precision, outcome.node)
         fields = asdict(record)
         row = {k: fields.get(k) for k in SCHEMA}
         row.update({k: getattr(cell, k) for k in ("scenario", "workload", "framework", "tier",
-                                                  "mode", "device", "batch_size", "precision")})
+                                                  "mode", "device", "batch_size", "replicas",
+                                                  "precision")})
         counters = record.compile_stats
         row.update(
             run_id=run_id, cell_id=cell_id, repeat=repeat, status=outcome.status,
+            node=outcome.node,
             timing=outcome.timing or None,
             reason=outcome.reason, wall_s=outcome.wall_s,
             memory_cap_bytes=cell.memory_cap or None, out_of_memory=outcome.out_of_memory,
@@ -454,14 +483,16 @@ def _latency(samples: list[float] | np.ndarray) -> dict[str, Any]:
             "latency_p99_s": p99, "latency_above_p99": int((a > p99).sum())}
 
 
-def cell_peaks(run: RunManifest, device: str,
-               precision: str) -> tuple[float | None, float | None]:
+def cell_peaks(run: RunManifest, device: str, precision: str,
+               node: str | None = None) -> tuple[float | None, float | None]:
     """The peaks a cell's MFU is computed against: the GEMM peak of its device at its precision
-    measured in this run pinned like the cell (``run.device_peaks``), and that device's
-    datasheet peak. A run from before device peaks: its one peak (measured on each framework's
-    default device) and the datasheet figure of its first GPU, for every cell, as it was."""
-    if run.device_peaks:
-        entry = run.device_peaks.get(f"{device}-{precision}") or {}
+    measured in this run pinned like the cell (``run.device_peaks``; on a Ray cluster, those
+    its node measured: ``run.nodes``), and that device's datasheet peak. A run from before
+    device peaks: its one peak (measured on each framework's default device) and the datasheet
+    figure of its first GPU, for every cell, as it was."""
+    peaks = (run.nodes.get(node) or {}).get("device_peaks") if node else None
+    if peaks or run.device_peaks:
+        entry = (peaks or run.device_peaks).get(f"{device}-{precision}") or {}
         return entry.get("flops_per_s"), entry.get("datasheet_flops_per_s")
     gpus = run.host.get("gpus") or [{}]
     sheet = datasheet_peak(gpus[0].get("name"), precision) if device == "cuda" else None
@@ -534,7 +565,7 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
             k = ok["steps_per_sample"].median()
             row.update(n_samples=len(pooled), step_median_s=med, step_ci_low_s=lo,
                        step_ci_high_s=hi, step_iqr_s=q3 - q1,
-                       samples_per_s=first["batch_size"] / med)
+                       samples_per_s=first["batch_size"] * first["replicas"] / med)
             items = procs["items_per_step"].dropna()
             if len(items):
                 row["items_per_s"] = items.iloc[0] / med
@@ -733,6 +764,32 @@ def speedups(summary: pd.DataFrame, samples: pd.DataFrame, comparisons: int) -> 
     return _frame(rows, SPEEDUP_SCHEMA)
 
 
+def scaling(summary: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Each finished data-parallel cell against the same framework's one-device cell (same
+    tier, mode, workload, size, device, per-replica batch and precision): its scaling
+    efficiency, t(1 device) / t(N replicas) per step, with a 95% CI (timed apart)."""
+    by_process = process_samples(samples)
+    done = summary[summary["step_median_s"].notna() & (summary["scenario"] == "train")]
+    keys = ["framework", "tier", "mode", "workload", "size", "device", "batch_size",
+            "precision"]
+    rows = []
+    for _, group in done.groupby(keys, sort=False):
+        single = group[group["replicas"] == 1]
+        for _, one in single.iterrows():
+            for _, many in group[group["replicas"] > 1].iterrows():
+                r, lo, hi = stats.ratio_ci(_groups(by_process, one["cell_id"]),
+                                           _groups(by_process, many["cell_id"]), 0.95)
+                info = BACKENDS.get(many["framework"])
+                rows.append({"run_id": many["run_id"], "scenario": "train",
+                             **{k: many[k] for k in keys}, "replicas": many["replicas"],
+                             "single": one["cell_id"], "parallel": many["cell_id"],
+                             "samples_per_s": many["samples_per_s"],
+                             "single_samples_per_s": one["samples_per_s"],
+                             "efficiency": r, "ci_low": lo, "ci_high": hi, "level": 0.95,
+                             "mechanism": info.parallel if info else None})
+    return _frame(rows, SCALING_SCHEMA)
+
+
 def process_samples(samples: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:
     """{(cell_id, repeat): step times in sample order}. In a run timed in turns, sample i of
     every cell of a comparison group (same repeat) was taken in rotation i."""
@@ -843,9 +900,9 @@ def conform(table: pd.DataFrame) -> pd.DataFrame:
 TABLES = {"results": SCHEMA, "summary": SUMMARY_SCHEMA, "ratios": RATIO_SCHEMA,
           "speedups": SPEEDUP_SCHEMA, "tuning": TUNING_SCHEMA, "losses": LOSSES_SCHEMA,
           "samples": SAMPLES_SCHEMA, "latencies": LATENCIES_SCHEMA, "largest": LARGEST_SCHEMA,
-          "accuracy": ACCURACY_SCHEMA}
+          "accuracy": ACCURACY_SCHEMA, "scaling": SCALING_SCHEMA}
 SMALL_TABLES = ("results", "summary", "ratios", "speedups", "tuning", "largest",
-                "accuracy")  # also CSV
+                "accuracy", "scaling")  # also CSV
 
 
 def write(run_dir: Path) -> dict[str, pd.DataFrame]:
@@ -860,7 +917,8 @@ def write(run_dir: Path) -> dict[str, pd.DataFrame]:
               "ratios": ratios(summary, table, samples, m, latencies),
               "speedups": speedups(summary, samples, m), "tuning": tuning(run_dir),
               "losses": losses, "samples": samples, "latencies": latencies,
-              "largest": largest(table), "accuracy": accuracy}
+              "largest": largest(table), "accuracy": accuracy,
+              "scaling": scaling(summary, samples)}
     for name, df in tables.items():
         with atomic(run_dir / f"{name}.parquet") as tmp:
             table = pa.Table.from_pandas(df, preserve_index=False)
@@ -884,7 +942,7 @@ def load(run_dir: Path, lenient: bool = False) -> dict[str, pd.DataFrame]:
         df = read_table(path) if path.exists() or not lenient else pd.DataFrame()
         if lenient:
             # a run from before scenarios measured training only
-            old = {"scenario": "train", "metric": "step"}
+            old = {"scenario": "train", "metric": "step", "replicas": 1}
             df = df.assign(**{c: old.get(c, pd.NA) if len(df) else pd.NA
                               for c in schema if c not in df.columns})
         tables[name] = _typed(df, schema)

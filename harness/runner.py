@@ -64,7 +64,12 @@ def cell_command(cell: Cell, out_dir: Path, python: str) -> list[str]:
     if not bench_file.exists():
         raise FileNotFoundError(f"{bench_file} not found: run framebench from a source checkout "
                                 "(pip install -e .)")
-    return [python, "-m", "pytest", str(bench_file), "-q", "-s", "-p", "pytest_benchmark.plugin",
+    # torch's data parallelism is one process per replica, started by torchrun (each rank runs
+    # the same cell; rank 0 writes the record)
+    launch = [python, "-m", "torch.distributed.run", "--standalone",
+              f"--nproc-per-node={cell.replicas}", "-m"] if cell.processes > 1 \
+        else [python, "-m"]
+    return [*launch, "pytest", str(bench_file), "-q", "-s", "-p", "pytest_benchmark.plugin",
             "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(ROOT),
             f"--benchmark-json={out_dir / 'benchmark.json'}"]
 
@@ -91,9 +96,13 @@ def cell_env(cell: Cell, out_dir: Path, cache: Path) -> dict[str, str]:
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # NVML and the frameworks number GPUs alike
     })
     if cell.threads:  # OpenMP/MKL pools (torch's among them) sized like the affinity mask
-        env.update(OMP_NUM_THREADS=str(cell.threads), MKL_NUM_THREADS=str(cell.threads))
+        threads = str(cell.process_threads)
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     if cell.device == "cpu":
         env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+        if cell.replicas > 1 and cell.framework == "jax":  # N host-platform devices
+            env["XLA_FLAGS"] = " ".join(filter(None, [
+                env.get("XLA_FLAGS"), f"--xla_force_host_platform_device_count={cell.replicas}"]))
     else:
         # Allocate on demand so memory figures mean something and frameworks can coexist.
         env.update(XLA_PYTHON_CLIENT_PREALLOCATE="false", TF_FORCE_GPU_ALLOW_GROWTH="true")
@@ -124,7 +133,7 @@ def turn_key(cell: Cell) -> tuple | None:
     """Cells with the same key are compared, so they are timed in turns; None: timed alone."""
     info = BACKENDS.get(cell.framework)
     if cell.framework == SELF_CHECK or info is None or cell.mode in info.debug_modes \
-            or cell.scenario != "train":
+            or cell.scenario != "train" or cell.replicas > 1:
         return None
     return (cell.repeat, cell.tier, cell.workload, cell.size_name, cell.device, cell.batch_size)
 
@@ -164,6 +173,9 @@ def _alone_reason(cell: Cell) -> str:
     if cell.scenario != "train":
         return (f"the {cell.scenario} scenario's cells run one after another (its two "
                 "measurements, latency then throughput, are not timed in turns)")
+    if cell.replicas > 1:
+        return ("data parallel: its processes and threads take the machine's cores, so it "
+                "runs alone (not in turns)")
     if turn_key(cell) is None:
         return "debugging mode or self-check: not compared"
     return "no other cell of its comparison group ran"

@@ -62,6 +62,9 @@ class Cell:
     variant: str = ""       # tuned: the variant the search chose
     scenario: str = "train"  # SCENARIOS; infer: mode is one of INFER_PATHS
     memory_cap: int = 0     # bytes of host memory the kernel allows the process (0: no cap)
+    # devices the cell trains on, data parallel (the backend's parallel.py): batch_size is per
+    # replica, each step takes replicas x batch_size examples and averages the gradients
+    replicas: int = 1
 
     @property
     def workload_spec(self) -> Workload:
@@ -76,13 +79,37 @@ class Cell:
         return self.dataset or self.workload_spec.dataset
 
     @property
+    def global_batch(self) -> int:
+        """Examples per training step over all replicas."""
+        return self.batch_size * self.replicas
+
+    @property
+    def processes(self) -> int:
+        """Processes the cell runs: one per replica where the framework's data parallelism
+        is (torch DDP), else one."""
+        from harness.backends import BACKENDS  # imports no framework
+
+        info = BACKENDS.get(self.framework)
+        return self.replicas if info is not None and info.process_per_replica else 1
+
+    @property
+    def process_threads(self) -> int:
+        """Threads each of the cell's processes runs (0: the whole affinity mask)."""
+        return max(1, self.threads // self.processes) if self.threads else 0
+
+    @property
+    def devices_name(self) -> str:
+        """The device kind, with the replica count where there are several (``cpux2``)."""
+        return self.device if self.replicas == 1 else f"{self.device}x{self.replicas}"
+
+    @property
     def id(self) -> str:
         """Names the measurement, not the process: repeats share it."""
         suffix = "" if self.precision == "fp32" else f"-{self.precision}"
         mode = "" if self.tier == "tuned" else f"-{self.mode}"
         scenario = "" if self.scenario == "train" else f"-{self.scenario}"
         return (f"{self.workload}-{self.size_name}-{self.framework}-{self.tier}{mode}"
-                f"-{self.device}-b{self.batch_size}{suffix}{scenario}")
+                f"-{self.devices_name}-b{self.batch_size}{suffix}{scenario}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -193,13 +193,17 @@ def _summarize(candidates: list[dict[str, Any]], times: dict[int, np.ndarray]) -
             c.update(vs_identical=ratio, vs_identical_ci=[lo, hi])
 
 
+NOT_SEARCHED = ("infer.py", "parallel.py")
+
+
 def source_digest(framework: str) -> str:
     """SHA-256 of the code a search measured and judged: the framework's backend package (its
-    inference paths apart), the model core and this module. Editing a variant, a tier, a layer
-    or the check makes the kept searches stale."""
+    inference and data-parallel paths apart: not the one-device step searched), the model core
+    and this module. Editing a variant, a tier, a layer or the check makes the kept searches
+    stale."""
     root = Path(__file__).parent
     files = sorted(p for p in (root / "backends" / framework).glob("*.py")
-                   if p.name != "infer.py") + sorted(  # serving code: not the step searched
+                   if p.name not in NOT_SEARCHED) + sorted(
         (root / "model").rglob("*.py")) + [Path(__file__)]
     digest = hashlib.sha256()
     for path in files:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,11 @@ STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "inter
 def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
                       timeout_s: float, refused: dict[str, str] | None = None,
                       alone: dict[str, str] | None = None,
-                      finished: dict | None = None) -> list[runner.Outcome]:
+                      finished: dict | None = None,
+                      executor: Callable[..., list[runner.Outcome]] | None = None
+                      ) -> list[runner.Outcome]:
+    """Run the cells (``runner.run_cells``, or an ``executor`` with its contract: a Ray
+    cluster's) under a progress bar, a line per finished process."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console,
                   refresh_per_second=1) as progress:  # the cells share these CPUs
@@ -43,8 +48,9 @@ def run_with_progress(cells: list[Cell], run_dir: Path, pythons: dict[str, str],
             progress.console.print(f"[{style}]{outcome.status:>11}[/] {outcome.cell.id} "
                                    f"({outcome.wall_s:.0f} s){': ' + first[0] if first else ''}")
 
-        return runner.run_cells(cells, run_dir, pythons, timeout_s, on_start=start, on_done=done,
-                                refused=refused, alone=alone, finished=finished)
+        return (executor or runner.run_cells)(
+            cells, run_dir, pythons, timeout_s, on_start=start, on_done=done, refused=refused,
+            alone=alone, finished=finished)
 
 
 def print_search(record: dict) -> None:
@@ -91,7 +97,7 @@ def _fmt(value: float, fmt: str) -> str:
     return "–" if pd.isna(value) else format(value, fmt)
 
 
-def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path,
+def print_summary(summary: pd.DataFrame, run_dir: Path, report_path: Path | str,
                   accuracy: pd.DataFrame | None = None) -> None:
     t = Table(title=f"framebench {run_dir.name}")
     ttt = {} if accuracy is None else {

@@ -56,6 +56,11 @@ class BackendInfo:
     # optional packages the framework's import would pull in for features no cell uses, and
     # that framebench installs for its own reasons: hidden from that import (``load``)
     import_hides: tuple[str, ...] = ()
+    # the data-parallel trainer (``<module>.parallel``, cells with replicas > 1): the
+    # identical tier's step on each replica through the framework's own mechanism
+    parallel: str = ""
+    parallel_modes: tuple[str, ...] = ()
+    process_per_replica: bool = False  # the cell runs one process per replica (its launcher's)
 
     def tier_modes(self, tier: str) -> tuple[str, ...]:
         if tier == "idiomatic":
@@ -85,6 +90,10 @@ BACKENDS: dict[str, BackendInfo] = {
         "pip install 'framebench[torch]' (or let `nox -s bench` make its venv)",
         idiomatic=("eager", "compiled"),
         idiomatic_default=(("cpu", "eager"), ("cuda", "eager")),
+        parallel="DistributedDataParallel, one process per replica started by torchrun "
+                 "(gloo on CPU, NCCL on CUDA)",
+        parallel_modes=("eager", "compiled"),
+        process_per_replica=True,
         variants=(
             Variant("foreach-adamw", "eager", "torch.optim.AdamW(foreach=True): one multi-"
                     "tensor kernel per update op instead of a Python loop over parameters"),
@@ -114,6 +123,9 @@ BACKENDS: dict[str, BackendInfo] = {
         # without importing it, and pandas for its tables, which no cell process builds; the
         # import is timed as a TensorFlow user without either pays it.
         import_hides=("sklearn", "pandas"),
+        parallel="tf.distribute.MirroredStrategy (MultiWorkerMirroredStrategy where TF_CONFIG "
+                 "names several workers); on CPU, logical CPU devices",
+        parallel_modes=("graph", "compiled"),
         variants=(
             Variant("eager-fused-adam", "eager", "the identical step with the fused "
                     "ResourceApplyAdam kernel (epsilon scaled per step to the torch/optax "
@@ -129,6 +141,9 @@ BACKENDS: dict[str, BackendInfo] = {
         "pip install 'framebench[jax]' (or let `nox -s bench` make its venv)",
         idiomatic=("compiled",),
         debug_modes=("eager",),
+        parallel="jax.jit over a device mesh, NamedSharding of the batch, shard_map per "
+                 "replica with pmean of the gradients; on CPU, host-platform devices",
+        parallel_modes=("compiled",),
         variants=(
             Variant("jit-no-donation", "compiled", "jax.jit without buffer donation (new "
                     "parameter and optimiser buffers every step)"),
@@ -287,6 +302,12 @@ def load(framework: str) -> ModuleType:
     finally:
         for name in hidden:
             del sys.modules[name]
+
+
+def load_parallel(framework: str) -> ModuleType:
+    """The framework's data-parallel trainers (``<module>.parallel``), after ``load``."""
+    load(framework)
+    return importlib.import_module(f"{BACKENDS[framework].module}.parallel")
 
 
 def check_build(framework: str, tier: str, mode: str, variant: str = "",

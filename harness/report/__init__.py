@@ -56,6 +56,7 @@ from harness.report.evidence import (
     largest_rows,
     precision_rows,
     ratio_rows,
+    scaling_rows,
     search_rows,
 )
 from harness.report.fairness import (
@@ -167,6 +168,7 @@ def context(run_dir: Path) -> dict[str, Any]:
         "run": run, "sections": sections, "trust": checks, "decisions": decisions,
         "infer": infer_rows(infer), "latency_chart": latency_figure(infer),
         "largest": largest_rows(tables["largest"]), "batch_chart": batch_figure(measured),
+        "scaling": scaling_rows(tables["scaling"]),
         "accuracy": accuracy_rows(ttt, order),
         "precision_rows": precision_rows(pd.concat([real, infer]), ratios),
         "accuracy_chart": accuracy_figure(tables["accuracy"]),

@@ -331,3 +331,24 @@ def precision_rows(cells: pd.DataFrame, ratios: pd.DataFrame) -> list[dict[str, 
 
 def _or_miss(value: Any) -> str:
     return "not reached" if is_missing(value) else fmt_s(float(value))
+
+
+def scaling_rows(scaling: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per data-parallel cell against its one-device cell, with a sentence."""
+    rows = []
+    for _, r in scaling.iterrows():
+        eff = r["efficiency"]
+        rows.append({
+            "workload": f"{r['workload']} {r['size']}", "framework": r["framework"],
+            "mode": r["mode"], "device": r["device"], "replicas": int(r["replicas"]),
+            "batch": int(r["batch_size"]), "mechanism": or_empty(r["mechanism"]),
+            "single": f"{r['single_samples_per_s']:,.0f}/s",
+            "parallel": f"{r['samples_per_s']:,.0f}/s",
+            "efficiency": f"{eff:.2f} ({r['ci_low']:.2f}–{r['ci_high']:.2f})",
+            "sentence": f"{r['framework']} on {int(r['replicas'])} {r['device']} replicas of "
+                        f"{r['workload']} at batch {int(r['batch_size'])} each runs "
+                        f"{r['samples_per_s'] / r['single_samples_per_s']:.2f}x the examples "
+                        f"per second of one device: {eff:.0%} of perfect scaling.",
+        })
+    return rows
+
