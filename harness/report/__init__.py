@@ -100,7 +100,9 @@ def context(run_dir: Path) -> dict[str, Any]:
     run = asdict(RunManifest.read(run_dir))
     noop = summary[summary["framework"] == SELF_CHECK]
     order = {w: i for i, w in enumerate(run["workloads"])}
-    measured = summary[summary["framework"] != SELF_CHECK].sort_values(
+    # one-device cells; the data-parallel ones have their own section (``scaling``)
+    measured = summary[(summary["framework"] != SELF_CHECK)
+                       & (summary["replicas"].fillna(1) == 1)].sort_values(
         "workload", key=lambda w: w.map(order), kind="stable")
     ttt = results.time_to_target(tables["accuracy"])
     real = with_time_to_target(measured[measured["scenario"] == "train"], ttt)
