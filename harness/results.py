@@ -196,10 +196,10 @@ SUMMARY_SCHEMA: dict[str, tuple[str, str]] = {
     "peak_flops_per_s": ("Float64", "the peak mfu divides by: the GEMM peak of the cell's "
                          "device at its precision, measured in this run pinned like the cell"),
     "mfu": ("Float64", "achieved_flops_per_s / peak_flops_per_s (the cell's own device and "
-            "precision)"),
+            "precision; a data-parallel cell on N GPUs: N times it)"),
     "mfu_datasheet": ("Float64", "achieved_flops_per_s / the datasheet peak of the cell's GPU "
-                      "model at its precision (cuda cells; empty for a model harness.flops does "
-                      "not list)"),
+                      "model at its precision, times its replicas (cuda cells; empty for a "
+                      "model harness.flops does not list)"),
     "overhead_fraction": ("Float64", "the no-op cell's harness cost per sample / this sample"),
     "sync_ok": ("boolean", "every process passed the sync check"),
     "graph_breaks": ("Int64", "most graph breaks of any process (torch.compile)"),
@@ -575,6 +575,9 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
                     procs["datasheet_peak_flops_per_s"])
                 if legacy:
                     peak, sheet = peak_flops, datasheet_peak(gpu_name, first["precision"])
+                if first["device"] == "cuda":  # N GPUs: N times one GPU's peak (a CPU's
+                    n = first["replicas"]      # replicas share its cores: its one peak)
+                    peak, sheet = peak and peak * n, sheet and sheet * n
                 if peak:
                     row["peak_flops_per_s"] = peak
                     row["mfu"] = row["achieved_flops_per_s"] / peak
