@@ -575,9 +575,10 @@ def summarize(table: pd.DataFrame, groups: dict[str, list[np.ndarray]],
                     procs["datasheet_peak_flops_per_s"])
                 if legacy:
                     peak, sheet = peak_flops, datasheet_peak(gpu_name, first["precision"])
-                if first["device"] == "cuda":  # N GPUs: N times one GPU's peak (a CPU's
-                    n = first["replicas"]      # replicas share its cores: its one peak)
-                    peak, sheet = peak and peak * n, sheet and sheet * n
+                n = 1 if pd.isna(first["replicas"]) else int(first["replicas"])
+                if first["device"] == "cuda" and n > 1:  # N GPUs: N times one GPU's peak
+                    peak = None if pd.isna(peak) else peak * n  # (a CPU's replicas share its
+                    sheet = None if pd.isna(sheet) else sheet * n  # cores: its one peak)
                 if peak:
                     row["peak_flops_per_s"] = peak
                     row["mfu"] = row["achieved_flops_per_s"] / peak
